@@ -1,0 +1,181 @@
+//! Audit events: what changed, who did it, from where. Written in the same transaction as the
+//! change they record; never carry key material (keys appear by id, label and display form only).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::id::{KeyId, TenantId, UserId};
+use crate::time::Timestamp;
+use crate::user::Email;
+
+/// The actions the audit log records. The strings are a public contract (filters, exports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    ApiKeyCreate,
+    ApiKeyRevoke,
+    ApiKeyDelete,
+    ApiKeyRotate,
+    ApiKeyUse,
+    UserLogin,
+    UserLoginFailed,
+    UserLogout,
+    MemberAdd,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 9] = [
+        Self::ApiKeyCreate,
+        Self::ApiKeyRevoke,
+        Self::ApiKeyDelete,
+        Self::ApiKeyRotate,
+        Self::ApiKeyUse,
+        Self::UserLogin,
+        Self::UserLoginFailed,
+        Self::UserLogout,
+        Self::MemberAdd,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKeyCreate => "api_key.create",
+            Self::ApiKeyRevoke => "api_key.revoke",
+            Self::ApiKeyDelete => "api_key.delete",
+            Self::ApiKeyRotate => "api_key.rotate",
+            Self::ApiKeyUse => "api_key.use",
+            Self::UserLogin => "user.login",
+            Self::UserLoginFailed => "user.login_failed",
+            Self::UserLogout => "user.logout",
+            Self::MemberAdd => "member.add",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == raw)
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who caused an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    User { id: UserId, email: Email },
+    ApiKey { id: KeyId, display: String },
+    /// The command line on the server's machine (`prom admin …`).
+    Admin,
+    /// Someone not yet identified (a failed sign-in).
+    Anonymous { claimed: Option<String> },
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::User { .. } => "user",
+            Self::ApiKey { .. } => "api_key",
+            Self::Admin => "admin_cli",
+            Self::Anonymous { .. } => "anonymous",
+        }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::User { id, .. } => Some(id.as_str()),
+            Self::ApiKey { id, .. } => Some(id.as_str()),
+            Self::Admin | Self::Anonymous { .. } => None,
+        }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::User { email, .. } => Some(email.as_str()),
+            Self::ApiKey { display, .. } => Some(display),
+            Self::Admin => None,
+            Self::Anonymous { claimed } => claimed.as_deref(),
+        }
+    }
+}
+
+/// Where a request came from, and who made it: everything an audited change needs besides itself.
+#[derive(Clone, Debug)]
+pub struct AuditContext {
+    pub actor: Actor,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl AuditContext {
+    pub fn admin_cli() -> Self {
+        Self { actor: Actor::Admin, ip: None, user_agent: None }
+    }
+}
+
+/// What an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditTarget {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl AuditTarget {
+    pub fn api_key(id: &KeyId, label: &str) -> Self {
+        Self { kind: "api_key".into(), id: id.to_string(), label: Some(label.to_owned()) }
+    }
+
+    pub fn user(id: &UserId, email: &Email) -> Self {
+        Self { kind: "user".into(), id: id.to_string(), label: Some(email.to_string()) }
+    }
+}
+
+/// An event about to be written.
+#[derive(Clone, Debug)]
+pub struct NewAuditEvent {
+    pub at: Timestamp,
+    pub tenant_id: Option<TenantId>,
+    pub action: AuditAction,
+    pub context: AuditContext,
+    pub target: Option<AuditTarget>,
+    pub details: serde_json::Value,
+}
+
+/// How the actor of a stored event is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActorView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: Timestamp,
+    pub tenant_id: Option<TenantId>,
+    pub action: String,
+    pub actor: ActorView,
+    pub target: Option<AuditTarget>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// Most events one listing returns.
+pub const MAX_AUDIT_PAGE: u32 = 500;
+
+/// Which events to list: newest first, `before` an event id (for paging), at most `limit`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub action: Option<AuditAction>,
+    pub key_id: Option<KeyId>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}

@@ -1,0 +1,216 @@
+//! The storage traits. `prom-store` implements them on SQLite and PostgreSQL; the server only
+//! ever sees `dyn Store`. Every method that changes something a user cares about takes the
+//! [`AuditContext`] and writes its audit row in the same transaction as the change.
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::access::{Role, Scope};
+use crate::audit::{AuditContext, AuditEvent, AuditFilter, NewAuditEvent};
+use crate::id::{KeyId, SessionId, TenantId, UserId};
+use crate::kdf::KeyDigest;
+use crate::key::{Environment, display_form};
+use crate::session::SessionDigest;
+use crate::time::Timestamp;
+use crate::user::{Email, Label, TenantSlug};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: TenantSlug,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub email: Email,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub tenant: Tenant,
+    pub role: Role,
+}
+
+/// `prom admin create-user`: make sure the tenant, the user and the membership exist.
+#[derive(Debug)]
+pub struct ProvisionMember {
+    pub email: Email,
+    /// Required when the user does not exist yet; replaces the password when given for one who does.
+    pub password_hash: Option<String>,
+    pub tenant: TenantSlug,
+    pub role: Role,
+}
+
+#[derive(Debug)]
+pub struct ProvisionOutcome {
+    pub user: UserRecord,
+    pub tenant: Tenant,
+    pub user_created: bool,
+    pub tenant_created: bool,
+}
+
+#[derive(Debug)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub digest: SessionDigest,
+    pub user_id: UserId,
+    pub tenant_id: TenantId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A live session with the signed-in user's current role (read at every request, so a role change
+/// or a removed membership takes effect at once).
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub email: Email,
+    pub tenant: Tenant,
+    pub role: Role,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub struct NewKey {
+    pub id: KeyId,
+    pub tenant_id: TenantId,
+    pub label: Label,
+    pub environment: Environment,
+    pub digest: KeyDigest,
+    pub last4: String,
+    pub scopes: Vec<Scope>,
+    pub created_by: Option<UserId>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub tenant_id: TenantId,
+    pub label: Label,
+    pub environment: Environment,
+    pub last4: String,
+    pub scopes: Vec<Scope>,
+    pub created_by: Option<UserId>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    /// Set when the key was rotated with a grace period: it stops working at this instant.
+    pub expires_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub rotated_from: Option<KeyId>,
+}
+
+/// Whether a key authenticates right now, and if not, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+    Expired,
+    Deleted,
+}
+
+impl KeyRecord {
+    pub fn display(&self) -> String {
+        display_form(self.environment, &self.last4)
+    }
+
+    pub fn status(&self, now: Timestamp) -> KeyStatus {
+        if self.deleted_at.is_some() {
+            KeyStatus::Deleted
+        } else if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+/// Deployment-wide settings that must be the same on every node (the key salt, KDF parameters).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// Stores `value` under `name` unless a value is already there; returns the stored value.
+    /// Safe when several nodes start at once: exactly one value wins.
+    async fn init_setting(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn provision_member(&self, request: ProvisionMember, ctx: &AuditContext) -> StoreResult<ProvisionOutcome>;
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
+    async fn memberships(&self, user_id: &UserId) -> StoreResult<Vec<Membership>>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates a session and writes the `user.login` event in the same transaction.
+    async fn create_session(&self, session: NewSession, ctx: &AuditContext) -> StoreResult<()>;
+    /// The session with this digest, if it exists and its user is still a member of its tenant.
+    async fn find_session(&self, digest: &SessionDigest) -> StoreResult<Option<SessionRecord>>;
+    /// Ends a session and writes `user.logout`.
+    async fn revoke_session(&self, session: &SessionRecord, at: Timestamp, ctx: &AuditContext) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key and its `api_key.create` event.
+    async fn insert_key(&self, key: NewKey, ctx: &AuditContext) -> StoreResult<KeyRecord>;
+    /// Replaces `old` with `new`: `old` stops working at `old_expires_at` (now, or after a grace
+    /// period). Writes `api_key.create` for the new key and `api_key.rotate` for the old one.
+    /// `NotFound` if `old` is not a live key of `tenant`; `Conflict` if it is revoked.
+    async fn rotate_key(
+        &self,
+        tenant: &TenantId,
+        old: &KeyId,
+        new: NewKey,
+        old_expires_at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<(KeyRecord, KeyRecord)>;
+    /// Revokes a key (idempotent: revoking a revoked key changes nothing and writes nothing).
+    async fn revoke_key(&self, tenant: &TenantId, id: &KeyId, at: Timestamp, ctx: &AuditContext) -> StoreResult<KeyRecord>;
+    /// Deletes a key: it disappears from listings and stops working; its audit history stays.
+    async fn delete_key(&self, tenant: &TenantId, id: &KeyId, at: Timestamp, ctx: &AuditContext) -> StoreResult<KeyRecord>;
+    async fn get_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>>;
+    /// Keys of a tenant that are not deleted, newest first.
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>>;
+    /// Any key with this digest, whatever its state, so the caller can say why it is refused.
+    async fn find_key_by_digest(&self, digest: &KeyDigest) -> StoreResult<Option<KeyRecord>>;
+    /// Records when keys were last used (batched by the caller; only ever moves forward).
+    async fn touch_keys(&self, uses: &[(KeyId, Timestamp)]) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, event: NewAuditEvent) -> StoreResult<()>;
+    /// Events of one tenant, newest first.
+    async fn list_audit(&self, tenant: &TenantId, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Everything the server needs from storage.
+pub trait Store: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static {}
+
+impl<T> Store for T where T: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static {}

@@ -1,0 +1,214 @@
+//! The `prom-core` store traits on SQLite (the embedded default) and PostgreSQL, with sqlx.
+//!
+//! One [`SqlStore`] type serves both databases. Each query is written once, in SQL that both
+//! dialects accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`, integer timestamps), and the
+//! [`with_read!`]/[`with_write!`] macros expand it for each backend's pool. Schema differences live
+//! only in `migrations/sqlite` and `migrations/postgres`; the shared test suite in `tests/` runs every
+//! query against both.
+//!
+//! On SQLite, writes go through a pool of one connection: SQLite allows one writer at a time, and
+//! queueing writers in the pool (instead of in SQLite's busy handler) means a write transaction
+//! never fails with `SQLITE_BUSY`, while readers proceed in parallel under WAL.
+
+mod audit;
+mod keys;
+mod rows;
+mod settings;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use prom_core::store::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use thiserror::Error;
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded SQLite file (created if missing).
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL server; `schema`, when set, is created if missing and used as the search path
+    /// (tests use one fresh schema each).
+    Postgres { url: String, schema: Option<String> },
+}
+
+impl Database {
+    /// The embedded database inside a data directory.
+    pub fn in_data_dir(dir: &Path) -> Self {
+        Self::Sqlite { path: dir.join("prometheus.sqlite3") }
+    }
+
+    /// Reads a `postgres://…` / `postgresql://…` or `sqlite://PATH` URL.
+    pub fn from_url(url: &str) -> Result<Self, OpenError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres { url: url.to_owned(), schema: None })
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(Self::Sqlite { path: PathBuf::from(path) })
+        } else {
+            Err(OpenError::UnsupportedUrl)
+        }
+    }
+
+    /// A description safe to log (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite {}", path.display()),
+            Self::Postgres { url, schema } => {
+                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+                let host = host.trim_start_matches("postgres://").trim_start_matches("postgresql://");
+                match schema {
+                    Some(schema) => format!("postgresql {host} (schema {schema})"),
+                    None => format!("postgresql {host}"),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("unsupported database URL: use postgres://USER@HOST/DB or sqlite://PATH")]
+    UnsupportedUrl,
+    #[error("invalid schema name {0:?}: use letters, digits and underscores")]
+    BadSchema(String),
+    #[error("cannot create the data directory {path}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot connect to the database ({target})")]
+    Connect { target: String, source: sqlx::Error },
+    #[error("cannot migrate the database schema ({target})")]
+    Migrate { target: String, source: sqlx::migrate::MigrateError },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// The store on either database.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pub(crate) backend: Backend,
+}
+
+/// Runs `$body` with `$pool` bound to a pool fit for reading.
+macro_rules! with_read {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.backend {
+            $crate::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to a pool fit for writing.
+macro_rules! with_write {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.backend {
+            $crate::Backend::Sqlite { write: $pool, .. } => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use {with_read, with_write};
+
+impl SqlStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn open(database: &Database) -> Result<Self, OpenError> {
+        let target = database.describe();
+        let connect = |source| OpenError::Connect { target: target.clone(), source };
+        let store = match database {
+            Database::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| OpenError::DataDir { path: dir.to_owned(), source })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(connect)?;
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&write)
+                    .await
+                    .map_err(|source| OpenError::Migrate { target: target.clone(), source })?;
+                let read = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options.read_only(true))
+                    .await
+                    .map_err(connect)?;
+                Self { backend: Backend::Sqlite { read, write } }
+            }
+            Database::Postgres { url, schema } => {
+                let mut options = PgConnectOptions::from_str(url).map_err(connect)?;
+                if let Some(schema) = schema {
+                    if !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        return Err(OpenError::BadSchema(schema.clone()));
+                    }
+                    let admin = PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(options.clone())
+                        .await
+                        .map_err(connect)?;
+                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                        .execute(&admin)
+                        .await
+                        .map_err(connect)?;
+                    admin.close().await;
+                    options = options.options([("search_path", schema.as_str())]);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(connect)?;
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&pool)
+                    .await
+                    .map_err(|source| OpenError::Migrate { target: target.clone(), source })?;
+                Self { backend: Backend::Postgres(pool) }
+            }
+        };
+        Ok(store)
+    }
+
+    /// Which database this is, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Closes every connection (checkpointing SQLite's WAL into the main file).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Maps a database error into the store's error, keeping the cause.
+pub(crate) fn db_err(err: sqlx::Error) -> StoreError {
+    if let Some(db) = err.as_database_error() {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(db.message().to_owned());
+        }
+    }
+    StoreError::Backend(Box::new(err))
+}
