@@ -153,6 +153,9 @@ impl KeyRecord {
 /// Deployment-wide settings that must be the same on every node (the key salt, KDF parameters).
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
+    /// Checks that the database answers (for `/healthz`).
+    async fn ping(&self) -> StoreResult<()>;
+
     /// Stores `value` under `name` unless a value is already there; returns the stored value.
     /// Safe when several nodes start at once: exactly one value wins.
     async fn init_setting(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
@@ -163,6 +166,7 @@ pub trait UserStore: Send + Sync {
     async fn provision_member(&self, request: ProvisionMember, ctx: &AuditContext) -> StoreResult<ProvisionOutcome>;
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
     async fn memberships(&self, user_id: &UserId) -> StoreResult<Vec<Membership>>;
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
 }
 
 #[async_trait]

@@ -1,1 +1,52 @@
-//! placeholder
+//! The Prometheus HTTP server: the management API under `/v1`, the authentication extractor and
+//! key verifier, and [`serve`]. The gateway (`/mcp`), OAuth and the dashboard mount beside `/v1`
+//! in [`router`], sharing [`AppState`] and the [`auth::Principal`] extractor.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+mod logging;
+pub mod state;
+pub mod usage;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+pub use crate::config::ServerConfig;
+pub use crate::state::{AppState, StartupError};
+
+/// The whole application's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::health::healthz))
+        .nest("/v1", api::router())
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn(logging::log_request))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and flushes pending usage.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let usage = state.usage.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    usage.flush().await;
+    result
+}
+
+/// Fills `buf` from the OS CSPRNG (see `prom_core`'s note on why failure aborts).
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    #[expect(clippy::panic, reason = "no safe fallback exists when the OS CSPRNG is unavailable")]
+    if let Err(err) = getrandom::fill(buf) {
+        panic!("the operating system's random number generator failed: {err}");
+    }
+}

@@ -133,6 +133,17 @@ impl UserStore for SqlStore {
             .map(|row| row.into_parts().map(|(tenant, role)| Membership { tenant, role }))
             .collect()
     }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = with_read!(self, pool => {
+            sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?
+        });
+        Ok(row.map(Tenant::from))
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,345 @@
+//! API key verification: the hot path of every agent request.
+//!
+//! Warm path (a key seen recently): check the format, hash the presented string with a keyed
+//! BLAKE3 (a per-process secret, never persisted) and look the result up in an in-memory map of
+//! verified keys — no database, no Argon2. The map is keyed by that hash, so its lookups reveal
+//! nothing about key material through timing.
+//!
+//! Cold path (a key not in the map): take a token from the client's unknown-key budget, compute
+//! the Argon2id digest on the bounded hashing pool, find the key by digest, and cache it if it is
+//! active. Unknown digests go into a small negative map so that repeating a wrong key costs
+//! nothing more.
+//!
+//! Revocation: revoke, delete and rotate call [`KeyVerifier::forget_key`] before they return, so
+//! the next request on this node re-reads the key's state. Entries older than the revalidation
+//! interval are re-read from the database by digest (an index lookup, no Argon2), which bounds how
+//! long another node can trust a revoked key; an expiry set by rotation is checked per request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use prom_core::access::Scope;
+use prom_core::id::{KeyId, TenantId};
+use prom_core::kdf::{KeyDigest, KeyHasher};
+use prom_core::key::{Environment, PlainKey};
+use prom_core::store::{KeyRecord, KeyStatus, Store};
+use prom_core::time::Timestamp;
+use prom_core::user::Label;
+
+use super::pool::{HashingPool, PoolError};
+use super::throttle::ClientThrottle;
+use crate::error::ApiError;
+use crate::usage::UsageRecorder;
+
+/// How long an unknown key is remembered as unknown.
+const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// Most unknown keys remembered.
+const NEGATIVE_MAX: usize = 10_000;
+/// Usage is noted at most this often per key (milliseconds).
+const USAGE_NOTE_EVERY_MS: i64 = 1000;
+
+/// The identity a verified API key carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentPrincipal {
+    pub key_id: KeyId,
+    pub tenant_id: TenantId,
+    pub label: Label,
+    pub environment: Environment,
+    pub scopes: Vec<Scope>,
+    pub display: String,
+}
+
+impl AgentPrincipal {
+    fn from_record(record: &KeyRecord) -> Self {
+        Self {
+            key_id: record.id.clone(),
+            tenant_id: record.tenant_id.clone(),
+            label: record.label.clone(),
+            environment: record.environment,
+            scopes: record.scopes.clone(),
+            display: record.display(),
+        }
+    }
+}
+
+type CacheKey = [u8; 32];
+
+#[derive(Debug)]
+struct CachedKey {
+    principal: Arc<AgentPrincipal>,
+    digest: KeyDigest,
+    expires_at: Option<Timestamp>,
+    checked_at: Instant,
+    last_noted_ms: AtomicI64,
+}
+
+/// Counters for `/metrics` and benchmarks.
+#[derive(Debug, Default)]
+pub struct VerifierStats {
+    pub warm_hits: AtomicU64,
+    pub cold_lookups: AtomicU64,
+    pub revalidations: AtomicU64,
+    pub unknown: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct VerifierSettings {
+    pub environment: Environment,
+    pub revalidate_after: Duration,
+    pub max_entries: usize,
+    pub unknown_key_burst: u32,
+    pub unknown_key_per_sec: f64,
+}
+
+#[derive(Debug)]
+pub struct KeyVerifier {
+    store: Arc<dyn Store>,
+    hasher: Arc<KeyHasher>,
+    pool: HashingPool,
+    usage: UsageRecorder,
+    settings: VerifierSettings,
+    cache_secret: [u8; 32],
+    cache: DashMap<CacheKey, CachedKey>,
+    unknown: DashMap<CacheKey, Instant>,
+    /// When each key last changed (revoked, deleted, rotated): a lookup whose database read
+    /// started before that instant must not put what it read into the cache.
+    tombstones: DashMap<KeyId, Instant>,
+    throttle: ClientThrottle,
+    pub stats: VerifierStats,
+}
+
+impl KeyVerifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Arc<KeyHasher>,
+        pool: HashingPool,
+        usage: UsageRecorder,
+        settings: VerifierSettings,
+    ) -> Self {
+        let mut cache_secret = [0u8; 32];
+        crate::fill_random(&mut cache_secret);
+        let throttle = ClientThrottle::new(settings.unknown_key_burst, settings.unknown_key_per_sec);
+        Self {
+            store,
+            hasher,
+            pool,
+            usage,
+            settings,
+            cache_secret,
+            cache: DashMap::new(),
+            unknown: DashMap::new(),
+            tombstones: DashMap::new(),
+            throttle,
+            stats: VerifierStats::default(),
+        }
+    }
+
+    fn cache_key(&self, raw: &str) -> CacheKey {
+        *blake3::keyed_hash(&self.cache_secret, raw.as_bytes()).as_bytes()
+    }
+
+    /// Verifies a presented key for a request from `client`.
+    pub async fn verify(&self, raw: &str, client: IpAddr) -> Result<Arc<AgentPrincipal>, ApiError> {
+        let key = PlainKey::parse(raw).map_err(|err| ApiError::TokenInvalid(err.to_string()))?;
+        if key.environment() != self.settings.environment {
+            return Err(ApiError::TokenInvalid(format!(
+                "this is a {} key ({}…) but this server runs in the {} environment and accepts only {}… keys; \
+                 use a key created on this server",
+                key.environment(),
+                key.environment().prefix(),
+                self.settings.environment,
+                self.settings.environment.prefix(),
+            )));
+        }
+        let cache_key = self.cache_key(key.expose());
+        let now = Timestamp::now();
+        if let Some(principal) = self.check_cached(&cache_key, now).await? {
+            return Ok(principal);
+        }
+        self.verify_cold(key, cache_key, client, now).await
+    }
+
+    /// The warm path. `Ok(None)` means "not cached, go cold".
+    async fn check_cached(&self, cache_key: &CacheKey, now: Timestamp) -> Result<Option<Arc<AgentPrincipal>>, ApiError> {
+        let (principal, stale_digest) = match self.cache.get(cache_key) {
+            None => return Ok(None),
+            Some(entry) => {
+                if let Some(at) = entry.expires_at.filter(|at| *at <= now) {
+                    drop(entry);
+                    self.cache.remove(cache_key);
+                    return Err(expired(at));
+                }
+                if entry.checked_at.elapsed() < self.settings.revalidate_after {
+                    let last = entry.last_noted_ms.load(Ordering::Relaxed);
+                    if now.as_millis() - last >= USAGE_NOTE_EVERY_MS {
+                        entry.last_noted_ms.store(now.as_millis(), Ordering::Relaxed);
+                        self.usage.record(entry.principal.key_id.clone(), now);
+                    }
+                    self.stats.warm_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(entry.principal.clone()));
+                }
+                (entry.principal.clone(), entry.digest.clone())
+            }
+        };
+        // Stale: re-read the key's state by digest (no Argon2 needed).
+        self.stats.revalidations.fetch_add(1, Ordering::Relaxed);
+        self.cache.remove(cache_key);
+        let read_started = Instant::now();
+        let record = self.store.find_key_by_digest(&stale_digest).await?;
+        match record {
+            Some(record) if record.id == principal.key_id => {
+                let principal = self.admit(&record, stale_digest, *cache_key, now, read_started)?;
+                Ok(Some(principal))
+            }
+            _ => Err(unknown()),
+        }
+    }
+
+    async fn verify_cold(
+        &self,
+        key: PlainKey,
+        cache_key: CacheKey,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Result<Arc<AgentPrincipal>, ApiError> {
+        let known_unknown = self.unknown.get(&cache_key).is_some_and(|seen| seen.elapsed() < NEGATIVE_TTL);
+        if let Err(retry_after_secs) = self.throttle.take(client) {
+            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::RateLimited {
+                message: "too many requests with unknown API keys from this address; check the key and retry later".into(),
+                retry_after_secs,
+            });
+        }
+        if known_unknown {
+            self.stats.unknown.fetch_add(1, Ordering::Relaxed);
+            return Err(unknown());
+        }
+        self.stats.cold_lookups.fetch_add(1, Ordering::Relaxed);
+        let hasher = self.hasher.clone();
+        let digest = self.pool.run(move || hasher.digest(&key)).await.map_err(|err| match err {
+            PoolError::Busy => ApiError::RateLimited {
+                message: "the server is busy checking API keys; retry in a moment".into(),
+                retry_after_secs: 1,
+            },
+            PoolError::Crashed(err) => ApiError::internal(err),
+        })?;
+        let read_started = Instant::now();
+        let Some(record) = self.store.find_key_by_digest(&digest).await? else {
+            self.stats.unknown.fetch_add(1, Ordering::Relaxed);
+            self.remember_unknown(cache_key);
+            return Err(unknown());
+        };
+        let principal = self.admit(&record, digest, cache_key, now, read_started)?;
+        self.throttle.refund(client);
+        Ok(principal)
+    }
+
+    /// Turns a freshly read key record into a principal, caching it if it is active and no
+    /// change to the key was announced after `read_started` (the read may predate that change).
+    fn admit(
+        &self,
+        record: &KeyRecord,
+        digest: KeyDigest,
+        cache_key: CacheKey,
+        now: Timestamp,
+        read_started: Instant,
+    ) -> Result<Arc<AgentPrincipal>, ApiError> {
+        match record.status(now) {
+            KeyStatus::Active => {}
+            KeyStatus::Revoked => {
+                return Err(ApiError::TokenInvalid(format!(
+                    "this API key ({}, \"{}\") was revoked{}; ask an owner or admin of the account for a new key",
+                    record.display(),
+                    record.label,
+                    record.revoked_at.map(|at| format!(" at {at}")).unwrap_or_default(),
+                )));
+            }
+            KeyStatus::Deleted => {
+                return Err(ApiError::TokenInvalid(format!(
+                    "this API key ({}) was deleted; ask an owner or admin of the account for a new key",
+                    record.display()
+                )));
+            }
+            KeyStatus::Expired => return Err(expired(record.expires_at.unwrap_or(now))),
+        }
+        let principal = Arc::new(AgentPrincipal::from_record(record));
+        self.usage.record(record.id.clone(), now);
+        let changed_since_read = self.tombstones.get(&record.id).is_some_and(|at| *at >= read_started);
+        if !changed_since_read {
+            if self.cache.len() >= self.settings.max_entries {
+                self.evict_some();
+            }
+            self.cache.insert(
+                cache_key,
+                CachedKey {
+                    principal: principal.clone(),
+                    digest,
+                    expires_at: record.expires_at,
+                    checked_at: Instant::now(),
+                    last_noted_ms: AtomicI64::new(now.as_millis()),
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    fn remember_unknown(&self, cache_key: CacheKey) {
+        if self.unknown.len() >= NEGATIVE_MAX {
+            self.unknown.retain(|_, seen| seen.elapsed() < NEGATIVE_TTL);
+            if self.unknown.len() >= NEGATIVE_MAX {
+                self.unknown.clear();
+            }
+        }
+        self.unknown.insert(cache_key, Instant::now());
+    }
+
+    /// Makes room: drops entries due for revalidation, then, if still full, everything (the next
+    /// requests re-verify; correctness never depends on the cache).
+    fn evict_some(&self) {
+        let revalidate_after = self.settings.revalidate_after;
+        self.cache.retain(|_, entry| entry.checked_at.elapsed() < revalidate_after);
+        if self.cache.len() >= self.settings.max_entries {
+            self.cache.clear();
+        }
+    }
+
+    /// Drops a key from the cache so the next request re-reads its state. Called by revoke,
+    /// delete and rotate before they return.
+    pub fn forget_key(&self, id: &KeyId) {
+        // A lookup reads the database within seconds; older marks can no longer matter.
+        self.tombstones.retain(|_, at| at.elapsed() < Duration::from_secs(300));
+        self.tombstones.insert(id.clone(), Instant::now());
+        self.cache.retain(|_, entry| entry.principal.key_id != *id);
+    }
+
+    /// Forgets that a just-minted key was ever looked up as unknown.
+    pub fn forget_unknown(&self, key: &PlainKey) {
+        self.unknown.remove(&self.cache_key(key.expose()));
+    }
+
+    pub fn cached_keys(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn pool(&self) -> &HashingPool {
+        &self.pool
+    }
+}
+
+fn unknown() -> ApiError {
+    ApiError::TokenInvalid(
+        "this API key is not known to this server: check that it was copied whole and from this \
+         server's account, or create a new one"
+            .into(),
+    )
+}
+
+fn expired(at: Timestamp) -> ApiError {
+    ApiError::TokenInvalid(format!(
+        "this API key expired at {at} because it was rotated; switch the agent to the key that replaced it"
+    ))
+}

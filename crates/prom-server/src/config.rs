@@ -1,0 +1,72 @@
+//! Server settings that shape behaviour (as opposed to where to listen or store data, which the
+//! binary owns). Every field has a default that suits a single machine.
+
+use prom_core::kdf::KdfParams;
+use prom_core::key::Environment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Which keys this server accepts: `live` (prom_live_…) or `test` (prom_test_…).
+    pub environment: Environment,
+    /// Argon2id parameters of API key digests. Fixed at the deployment's first start.
+    pub key_kdf: KdfParams,
+    /// Argon2id parameters for new password hashes (existing hashes carry their own).
+    pub password_kdf: KdfParams,
+    /// Threads that may run Argon2 at once; 0 picks one less than the number of cores (at least 1),
+    /// so key hashing can never take every core away from requests with known keys.
+    pub hashing_workers: usize,
+    /// Hash jobs allowed to wait for a worker before new ones are refused with `RATE_LIMITED`.
+    pub hashing_queue: usize,
+    /// How long a verified key is trusted from the cache before its state is re-read (seconds).
+    /// Revocation on this node takes effect at once regardless; this bounds staleness elsewhere.
+    pub key_cache_revalidate_secs: u64,
+    /// Most keys kept in the verified-key cache.
+    pub key_cache_max_entries: usize,
+    /// Unknown-key lookups a single client may burst before being throttled.
+    pub unknown_key_burst: u32,
+    /// Unknown-key lookups per second a single client regains.
+    pub unknown_key_per_sec: f64,
+    /// Failed sign-ins a single client may burst before being throttled.
+    pub login_burst: u32,
+    /// Failed sign-ins per second a single client regains.
+    pub login_per_sec: f64,
+    /// Lifetime of a sign-in session (seconds).
+    pub session_ttl_secs: u64,
+    /// Longest grace period a rotated key may keep working (seconds).
+    pub max_rotation_grace_secs: u64,
+    /// How often key usage (`last_used_at`) is written out (milliseconds).
+    pub usage_flush_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            environment: Environment::Live,
+            key_kdf: KdfParams::default(),
+            password_kdf: KdfParams::default(),
+            hashing_workers: 0,
+            hashing_queue: 64,
+            key_cache_revalidate_secs: 30,
+            key_cache_max_entries: 100_000,
+            unknown_key_burst: 20,
+            unknown_key_per_sec: 2.0,
+            login_burst: 10,
+            login_per_sec: 0.5,
+            session_ttl_secs: 12 * 3600,
+            max_rotation_grace_secs: 30 * 24 * 3600,
+            usage_flush_ms: 1000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn effective_hashing_workers(&self) -> usize {
+        if self.hashing_workers > 0 {
+            return self.hashing_workers;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        cores.saturating_sub(1).max(1)
+    }
+}

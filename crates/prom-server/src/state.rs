@@ -1,0 +1,83 @@
+//! The application state, built once at start-up and passed to every handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prom_core::kdf::{KdfError, KdfParams, KeyHasher};
+use prom_core::store::{Store, StoreError};
+use prom_core::user::{PasswordHashError, PasswordHasherArgon2};
+use secrecy::SecretSlice;
+
+use crate::auth::pool::HashingPool;
+use crate::auth::throttle::ClientThrottle;
+use crate::auth::verifier::{KeyVerifier, VerifierSettings};
+use crate::config::ServerConfig;
+use crate::usage::UsageRecorder;
+
+/// Settings names. Never rename: they hold the deployment's key salt and digest parameters.
+const SALT_SETTING: &str = "api_key_digest_salt";
+const KDF_SETTING: &str = "api_key_digest_params";
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServerConfig>,
+    pub hasher: Arc<KeyHasher>,
+    pub verifier: Arc<KeyVerifier>,
+    pub passwords: Arc<PasswordHasherArgon2>,
+    pub pool: HashingPool,
+    pub login_throttle: Arc<ClientThrottle>,
+    pub usage: UsageRecorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot read or create the deployment's key settings")]
+    Store(#[from] StoreError),
+    #[error("the deployment's key digest settings are unusable")]
+    Kdf(#[from] KdfError),
+    #[error(
+        "key_kdf is set to {configured}, but this deployment's keys were hashed with {stored}; \
+         changing it would invalidate every key. Remove the setting or set it back to {stored}"
+    )]
+    KdfChanged { configured: KdfParams, stored: KdfParams },
+    #[error("password hashing settings are unusable")]
+    Password(#[from] PasswordHashError),
+}
+
+impl AppState {
+    /// Loads (or, on first start, creates) the deployment's key salt and digest parameters, and
+    /// starts the background usage writer. Must run inside a tokio runtime.
+    pub async fn build(store: Arc<dyn Store>, config: ServerConfig) -> Result<Self, StartupError> {
+        let salt = store.init_setting(SALT_SETTING, &fresh_salt()).await?;
+        let stored = store.init_setting(KDF_SETTING, config.key_kdf.to_string().as_bytes()).await?;
+        let stored: KdfParams = String::from_utf8_lossy(&stored).parse()?;
+        if stored != config.key_kdf {
+            return Err(StartupError::KdfChanged { configured: config.key_kdf, stored });
+        }
+        let hasher = Arc::new(KeyHasher::new(stored, SecretSlice::from(salt))?);
+        let passwords = Arc::new(PasswordHasherArgon2::new(config.password_kdf)?);
+        let pool = HashingPool::new(config.effective_hashing_workers(), config.hashing_queue);
+        let usage = UsageRecorder::spawn(store.clone(), Duration::from_millis(config.usage_flush_ms));
+        let verifier = Arc::new(KeyVerifier::new(
+            store.clone(),
+            hasher.clone(),
+            pool.clone(),
+            usage.clone(),
+            VerifierSettings {
+                environment: config.environment,
+                revalidate_after: Duration::from_secs(config.key_cache_revalidate_secs),
+                max_entries: config.key_cache_max_entries,
+                unknown_key_burst: config.unknown_key_burst,
+                unknown_key_per_sec: config.unknown_key_per_sec,
+            },
+        ));
+        let login_throttle = Arc::new(ClientThrottle::new(config.login_burst, config.login_per_sec));
+        Ok(Self { store, config: Arc::new(config), hasher, verifier, passwords, pool, login_throttle, usage })
+    }
+}
+
+fn fresh_salt() -> Vec<u8> {
+    use secrecy::ExposeSecret;
+    KeyHasher::generate_salt().expose_secret().to_vec()
+}
