@@ -1,0 +1,47 @@
+//! Subcommand implementations. Each returns `anyhow::Result`; [`run`] turns failures into a
+//! message on standard error and a non-zero exit code.
+
+mod admin;
+mod client;
+mod keys;
+mod serve;
+mod session;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for a usage or configuration mistake, and for a missing or rejected credential.
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Admin(command) => admin::run(command).await,
+            Command::Login(args) => session::login(args).await,
+            Command::Logout => session::logout().await,
+            Command::Keys(command) => keys::run(command).await,
+            Command::Audit(args) => keys::audit(args).await,
+            Command::Whoami(args) => session::whoami(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if let Some(api) = err.downcast_ref::<client::ApiFailure>() {
+                eprintln!("error: {api}");
+                return ExitCode::from(api.exit_code());
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `prom serve`: open the database, build the state, listen, and shut down gracefully.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use prom_server::AppState;
+use prom_store::SqlStore;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.storage, |mut figment| {
+        if let Some(listen) = args.listen {
+            figment = figment.merge(("listen", listen));
+        }
+        if let Some(environment) = &args.environment {
+            figment = figment.merge(("environment", environment));
+        }
+        figment
+    })?;
+    init_logging(&config.log_format);
+
+    let database = config.database()?;
+    let store = SqlStore::open(&database).await.with_context(|| format!("cannot open {}", database.describe()))?;
+    let state = AppState::build(Arc::new(store.clone()), config.server.clone()).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another server using it? pick another with --listen", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        database = %database.describe(),
+        environment = %config.server.environment,
+        hashing_workers = state.pool.workers(),
+        "Prometheus is serving"
+    );
+    eprintln!("Prometheus is serving on http://{address} ({}, {} keys)", database.describe(), config.server.environment);
+    eprintln!("  first time? create an owner:  prom admin create-user --email you@example.com --tenant acme --role owner");
+    eprintln!("  then sign in and mint a key:  prom login --server http://{address} && prom keys create --label my-agent");
+
+    prom_server::serve(listener, state, shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("PROM_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
