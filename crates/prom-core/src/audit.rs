@@ -64,12 +64,20 @@ impl fmt::Display for AuditAction {
 /// Who caused an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
-    User { id: UserId, email: Email },
-    ApiKey { id: KeyId, display: String },
+    User {
+        id: UserId,
+        email: Email,
+    },
+    ApiKey {
+        id: KeyId,
+        display: String,
+    },
     /// The command line on the server's machine (`prom admin …`).
     Admin,
     /// Someone not yet identified (a failed sign-in).
-    Anonymous { claimed: Option<String> },
+    Anonymous {
+        claimed: Option<String>,
+    },
 }
 
 impl Actor {

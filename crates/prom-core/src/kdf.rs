@@ -61,11 +61,7 @@ impl FromStr for KdfParams {
         let rest = raw.strip_prefix("argon2id$").ok_or_else(bad)?;
         let mut parts = rest.split(',');
         let mut field = |name: &str| -> Result<u32, KdfError> {
-            parts
-                .next()
-                .and_then(|part| part.strip_prefix(name))
-                .and_then(|value| value.parse().ok())
-                .ok_or_else(bad)
+            parts.next().and_then(|part| part.strip_prefix(name)).and_then(|value| value.parse().ok()).ok_or_else(bad)
         };
         Ok(Self { m_cost_kib: field("m=")?, t_cost: field("t=")?, p_cost: field("p=")? })
     }

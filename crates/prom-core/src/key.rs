@@ -219,7 +219,10 @@ mod tests {
         assert_eq!(PlainKey::parse("sk-abc").err(), Some(KeyFormatError::UnknownPrefix));
         assert_eq!(PlainKey::parse(&good[..40]).err(), Some(KeyFormatError::Truncated { found: 30 }));
         assert_eq!(PlainKey::parse(&format!("{good}00")).err(), Some(KeyFormatError::TooLong { found: 66 }));
-        assert_eq!(PlainKey::parse(&good.to_uppercase().replace("PROM_LIVE_", "prom_live_")).err(), Some(KeyFormatError::NotHex));
+        assert_eq!(
+            PlainKey::parse(&good.to_uppercase().replace("PROM_LIVE_", "prom_live_")).err(),
+            Some(KeyFormatError::NotHex)
+        );
         assert_eq!(PlainKey::parse(&format!("prom_sess_{}", &good[10..])).err(), Some(KeyFormatError::SessionToken));
         assert_eq!(PlainKey::parse(&format!("{good} ")).err(), Some(KeyFormatError::NotHex));
     }

@@ -185,7 +185,7 @@ pub trait KeyStore: Send + Sync {
     async fn insert_key(&self, key: NewKey, ctx: &AuditContext) -> StoreResult<KeyRecord>;
     /// Replaces `old` with `new`: `old` stops working at `old_expires_at` (now, or after a grace
     /// period). Writes `api_key.create` for the new key and `api_key.rotate` for the old one.
-    /// `NotFound` if `old` is not a live key of `tenant`; `Conflict` if it is revoked.
+    /// `NotFound` if `old` is not a live key of `tenant`; `Conflict` if it is revoked or expired.
     async fn rotate_key(
         &self,
         tenant: &TenantId,
@@ -195,9 +195,21 @@ pub trait KeyStore: Send + Sync {
         ctx: &AuditContext,
     ) -> StoreResult<(KeyRecord, KeyRecord)>;
     /// Revokes a key (idempotent: revoking a revoked key changes nothing and writes nothing).
-    async fn revoke_key(&self, tenant: &TenantId, id: &KeyId, at: Timestamp, ctx: &AuditContext) -> StoreResult<KeyRecord>;
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<KeyRecord>;
     /// Deletes a key: it disappears from listings and stops working; its audit history stays.
-    async fn delete_key(&self, tenant: &TenantId, id: &KeyId, at: Timestamp, ctx: &AuditContext) -> StoreResult<KeyRecord>;
+    async fn delete_key(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<KeyRecord>;
     async fn get_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>>;
     /// Keys of a tenant that are not deleted, newest first.
     async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>>;
@@ -217,4 +229,5 @@ pub trait AuditStore: Send + Sync {
 /// Everything the server needs from storage.
 pub trait Store: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static {}
 
-impl<T> Store for T where T: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static {}
+impl<T> Store for T where T: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static
+{}

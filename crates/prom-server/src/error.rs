@@ -27,9 +27,7 @@ pub mod code {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error(
-        "no API key was sent: put the key in the x-api-key header or in `Authorization: Bearer <key>`"
-    )]
+    #[error("no API key was sent: put the key in the x-api-key header or in `Authorization: Bearer <key>`")]
     TokenMissing,
     #[error("{0}")]
     TokenInvalid(String),
@@ -123,10 +121,12 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status(), Json(self.body())).into_response();
         match &self {
-            Self::TokenMissing | Self::TokenInvalid(_) => {
+            Self::TokenMissing | Self::TokenInvalid(_) | Self::InvalidCredentials => {
                 // An API key was expected. This challenge deliberately does not name an
                 // authorization server: a wrong key must not send a browser to a login page.
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"prometheus\""));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"prometheus\""));
             }
             Self::RateLimited { retry_after_secs, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

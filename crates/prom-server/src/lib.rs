@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .nest("/v1", api::router())
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn(logging::log_request))
         .with_state(state)
 }

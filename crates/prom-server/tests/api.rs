@@ -9,6 +9,10 @@
 //! No literal key appears in this source: keys are minted by the server (or by `PlainKey::mint`
 //! for never-issued ones) at run time, so secret scanners have nothing to flag.
 
+// A test fails by panicking; clippy's `allow-*-in-tests` covers only `#[test]` functions, not the
+// fixtures and helpers an integration test binary shares between them.
+#![expect(clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
 #[path = "api/support.rs"]
 mod support;
 

@@ -129,11 +129,13 @@ impl KeyStore for SqlStore {
             // Take the write lock first (PostgreSQL: row lock; SQLite: the single writer), then read.
             let updated = sqlx::query(
                 "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END \
-                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND revoked_at IS NULL",
+                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND revoked_at IS NULL \
+                   AND (expires_at IS NULL OR expires_at > $4)",
             )
             .bind(old_expires_at.as_millis())
             .bind(tenant.as_str())
             .bind(old.as_str())
+            .bind(now.as_millis())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -141,6 +143,7 @@ impl KeyStore for SqlStore {
             if updated.rows_affected() == 0 {
                 return Err(match old_record.status(now) {
                     KeyStatus::Revoked => StoreError::Conflict("the key is revoked; create a new key instead".into()),
+                    KeyStatus::Expired => StoreError::Conflict("the key has expired; create a new key instead".into()),
                     _ => StoreError::NotFound,
                 });
             }
@@ -165,7 +168,13 @@ impl KeyStore for SqlStore {
         })
     }
 
-    async fn revoke_key(&self, tenant: &TenantId, id: &KeyId, at: Timestamp, ctx: &AuditContext) -> StoreResult<KeyRecord> {
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<KeyRecord> {
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
             let updated = sqlx::query(
@@ -188,7 +197,13 @@ impl KeyStore for SqlStore {
         })
     }
 
-    async fn delete_key(&self, tenant: &TenantId, id: &KeyId, at: Timestamp, ctx: &AuditContext) -> StoreResult<KeyRecord> {
+    async fn delete_key(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<KeyRecord> {
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
             let record = select_tenant_key!(&mut *tx, tenant, id)?.ok_or(StoreError::NotFound)?;

@@ -133,11 +133,8 @@ impl SqlStore {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                let write = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(connect)?;
+                let write =
+                    SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(connect)?;
                 sqlx::migrate!("./migrations/sqlite")
                     .run(&write)
                     .await
@@ -155,11 +152,8 @@ impl SqlStore {
                     if !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                         return Err(OpenError::BadSchema(schema.clone()));
                     }
-                    let admin = PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect_with(options.clone())
-                        .await
-                        .map_err(connect)?;
+                    let admin =
+                        PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(connect)?;
                     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                         .execute(&admin)
                         .await

@@ -5,8 +5,8 @@ use prom_core::audit::{AuditAction, AuditContext, AuditTarget, NewAuditEvent};
 use prom_core::id::{TenantId, UserId};
 use prom_core::session::SessionDigest;
 use prom_core::store::{
-    Membership, NewSession, ProvisionMember, ProvisionOutcome, SessionRecord, SessionStore, StoreError,
-    StoreResult, Tenant, UserRecord, UserStore,
+    Membership, NewSession, ProvisionMember, ProvisionOutcome, SessionRecord, SessionStore, StoreError, StoreResult,
+    Tenant, UserRecord, UserStore,
 };
 use prom_core::time::Timestamp;
 use prom_core::user::Email;
@@ -129,9 +129,7 @@ impl UserStore for SqlStore {
             .await
             .map_err(db_err)?
         });
-        rows.into_iter()
-            .map(|row| row.into_parts().map(|(tenant, role)| Membership { tenant, role }))
-            .collect()
+        rows.into_iter().map(|row| row.into_parts().map(|(tenant, role)| Membership { tenant, role })).collect()
     }
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {

@@ -6,6 +6,10 @@
 //! `PROM_TEST_DATABASE_URL` the PostgreSQL variants say so loudly on stderr and pass, except when
 //! `CI` is set: there they fail, so a misconfigured pipeline can never skip PostgreSQL silently.
 
+// A test fails by panicking; clippy's `allow-*-in-tests` only covers `#[test]` functions, not the
+// shared test bodies and fixtures of an integration test binary.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
 /// Generates a SQLite and a PostgreSQL test for each `async fn name(store: SqlStore)` listed.
 macro_rules! store_tests {
     ($($name:ident),+ $(,)?) => {

@@ -144,9 +144,7 @@ pub enum KeysCommand {
         output: OutputArgs,
     },
     /// Delete a key: it stops working and leaves the list (its audit history stays).
-    Delete {
-        id: String,
-    },
+    Delete { id: String },
     /// Create a replacement key; the old one stops now, or after --grace seconds.
     Rotate {
         id: String,

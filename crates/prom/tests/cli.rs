@@ -3,6 +3,9 @@
 //! the very next call refused. Then the leak check: no file in the data directory, no log line
 //! and no saved CLI file contains any minted key's secret.
 
+// Tests and benchmarks fail by panicking; the library lints against it do not apply here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -73,7 +76,10 @@ impl Server {
         let pid = self.child.id().expect("pid").to_string();
         let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(killed.success());
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("graceful stop").expect("wait");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("graceful stop")
+            .expect("wait");
         assert!(status.success(), "prom serve exited with {status}");
         let rest = self.stderr_tail.await.expect("stderr task");
         format!("{}{rest}", self.first_lines)
@@ -93,7 +99,10 @@ async fn prom(home: &Path, args: &[&str], stdin: Option<&str>, extra_env: &[(&st
         input.write_all(text.as_bytes()).await.expect("write stdin");
     }
     drop(input);
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("prom timed out").expect("prom output")
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("prom timed out")
+        .expect("prom output")
 }
 
 fn text(output: &Output) -> String {
@@ -138,15 +147,45 @@ async fn newcomer_walk_and_no_key_material_leaks() {
     let h = home.path();
 
     // An owner, created while the server runs (SQLite WAL lets both processes in).
-    let created = ok(&prom(h, &["admin", "create-user", "--email", "ada@example.com", "--tenant", "acme", "--role", "owner", "--password-stdin", "--data-dir", data_dir.to_str().unwrap()], Some(PASSWORD), &[]).await);
+    let created = ok(&prom(
+        h,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ada@example.com",
+            "--tenant",
+            "acme",
+            "--role",
+            "owner",
+            "--password-stdin",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        Some(PASSWORD),
+        &[],
+    )
+    .await);
     assert!(created.contains("Created user ada@example.com"), "{created}");
 
     // A wrong password is refused with the stable code and exit code 2.
-    let refused = prom(h, &["login", "--server", &base, "--email", "ada@example.com", "--password-stdin"], Some("wrong password!!"), &[]).await;
+    let refused = prom(
+        h,
+        &["login", "--server", &base, "--email", "ada@example.com", "--password-stdin"],
+        Some("wrong password!!"),
+        &[],
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused).contains("INVALID_CREDENTIALS"), "{}", text(&refused));
 
-    let login = ok(&prom(h, &["login", "--server", &base, "--email", "ada@example.com", "--password-stdin"], Some(PASSWORD), &[]).await);
+    let login = ok(&prom(
+        h,
+        &["login", "--server", &base, "--email", "ada@example.com", "--password-stdin"],
+        Some(PASSWORD),
+        &[],
+    )
+    .await);
     assert!(login.contains("owner of tenant acme"), "{login}");
     let session_file = h.join("cli/session.json");
     #[cfg(unix)]
@@ -159,8 +198,14 @@ async fn newcomer_walk_and_no_key_material_leaks() {
     // Mint keys: the human form shows the key once; --json gives it to scripts.
     let human = ok(&prom(h, &["keys", "create", "--label", "laptop agent"], None, &[]).await);
     assert!(human.contains("only time the key is shown"), "{human}");
-    let first_key = human.split_whitespace().find(|w| w.starts_with("prom_live_") && w.len() == 74).expect("key in output").to_owned();
-    let json: Value = serde_json::from_str(&ok(&prom(h, &["keys", "create", "--label", "ci runner", "--json"], None, &[]).await)).expect("json");
+    let first_key = human
+        .split_whitespace()
+        .find(|w| w.starts_with("prom_live_") && w.len() == 74)
+        .expect("key in output")
+        .to_owned();
+    let json: Value =
+        serde_json::from_str(&ok(&prom(h, &["keys", "create", "--label", "ci runner", "--json"], None, &[]).await))
+            .expect("json");
     let key = json["key"].as_str().expect("key").to_owned();
     let key_id = json["id"].as_str().expect("id").to_owned();
     let mut minted = vec![first_key.clone(), key.clone()];
@@ -187,7 +232,9 @@ async fn newcomer_walk_and_no_key_material_leaks() {
     assert!(text(&missing).contains("TOKEN_MISSING") && text(&missing).contains("PROMETHEUS_API_KEY"));
 
     // Rotation with a grace period: both keys work for now.
-    let rotated: Value = serde_json::from_str(&ok(&prom(h, &["keys", "rotate", &key_id, "--grace", "3600", "--json"], None, &[]).await)).expect("json");
+    let rotated: Value =
+        serde_json::from_str(&ok(&prom(h, &["keys", "rotate", &key_id, "--grace", "3600", "--json"], None, &[]).await))
+            .expect("json");
     let new_key = rotated["key"].as_str().expect("new key").to_owned();
     minted.push(new_key.clone());
     assert_eq!(whoami(&base, ("x-api-key", new_key.clone())).await.0, 200);
@@ -203,15 +250,21 @@ async fn newcomer_walk_and_no_key_material_leaks() {
 
     // A key sent where it does not belong (query string, odd headers) must not be logged either.
     let stray = minted[0].clone();
-    let _ = reqwest::Client::new().get(format!("{base}/v1/whoami?api_key={stray}")).header("x-forwarded-for", &stray).send().await;
+    let _ = reqwest::Client::new()
+        .get(format!("{base}/v1/whoami?api_key={stray}"))
+        .header("x-forwarded-for", &stray)
+        .send()
+        .await;
     let _ = reqwest::Client::new().get(format!("{base}/v1/keys/{stray}")).send().await;
 
     // The audit log, through the CLI.
     let audit = ok(&prom(h, &["audit"], None, &[]).await);
-    for action in ["api_key.create", "api_key.rotate", "api_key.revoke", "user.login", "user.login_failed", "member.add"] {
+    for action in
+        ["api_key.create", "api_key.rotate", "api_key.revoke", "user.login", "user.login_failed", "member.add"]
+    {
         assert!(audit.contains(action), "missing {action} in:\n{audit}");
     }
-    let delete = ok(&prom(h, &["keys", "delete", &rotated["id"].as_str().expect("id").to_owned()], None, &[]).await);
+    let delete = ok(&prom(h, &["keys", "delete", rotated["id"].as_str().expect("id")], None, &[]).await);
     assert!(delete.contains("Deleted"));
     assert_eq!(whoami(&base, ("x-api-key", new_key.clone())).await.0, 401);
     ok(&prom(h, &["logout"], None, &[]).await);

@@ -47,7 +47,9 @@ pub async fn list_audit(
     };
     let key_id = match query.key_id.as_deref().filter(|k| !k.is_empty()) {
         None => None,
-        Some(raw) => Some(KeyId::parse(raw).ok_or_else(|| ApiError::InvalidRequest("key_id is not a key id (a UUID)".into()))?),
+        Some(raw) => {
+            Some(KeyId::parse(raw).ok_or_else(|| ApiError::InvalidRequest("key_id is not a key id (a UUID)".into()))?)
+        }
     };
     let limit = query.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_AUDIT_PAGE {

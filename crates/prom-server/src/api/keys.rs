@@ -13,8 +13,8 @@ use prom_core::store::{KeyRecord, NewKey};
 use prom_core::time::Timestamp;
 use prom_core::user::{Label, MAX_LABEL_CHARS};
 
-use super::{ApiJson, OptionalJson};
 use super::views::{CreateKeyRequest, CreatedKeyView, KeyListView, KeyView, RotateKeyRequest, RotatedKeyView, scopes};
+use super::{ApiJson, OptionalJson};
 use crate::auth::pool::PoolError;
 use crate::auth::{ClientMeta, Principal};
 use crate::error::{ApiError, ErrorBody};
@@ -47,7 +47,9 @@ async fn mint(state: &AppState, environment: Environment) -> Result<(PlainKey, K
         })
         .await
         .map_err(|err| match err {
-            PoolError::Busy => ApiError::RateLimited { message: "the server is busy; retry in a moment".into(), retry_after_secs: 1 },
+            PoolError::Busy => {
+                ApiError::RateLimited { message: "the server is busy; retry in a moment".into(), retry_after_secs: 1 }
+            }
             PoolError::Crashed(err) => ApiError::internal(err),
         })?
         .map_err(ApiError::internal)?;
@@ -129,7 +131,11 @@ pub async fn list_keys(State(state): State<AppState>, principal: Principal) -> R
     (status = 200, body = KeyView),
     (status = 404, body = ErrorBody, description = "NOT_FOUND"),
 ))]
-pub async fn get_key(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Json<KeyView>, ApiError> {
+pub async fn get_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
     principal.require(Role::Member)?;
     let key_id = parse_id(&id)?;
     let record = state.store.get_key(principal.tenant_id(), &key_id).await?.ok_or_else(|| not_found(&id))?;
@@ -197,7 +203,7 @@ pub async fn delete_key(
     (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad label or grace period"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin"),
     (status = 404, body = ErrorBody, description = "NOT_FOUND"),
-    (status = 409, body = ErrorBody, description = "CONFLICT: the key is revoked"),
+    (status = 409, body = ErrorBody, description = "CONFLICT: the key is revoked or expired"),
 ))]
 pub async fn rotate_key(
     State(state): State<AppState>,

@@ -78,7 +78,7 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; the API is described at /v1/openapi.json".into())
 }
 
-async fn method_not_allowed() -> ApiError {
+pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed("this endpoint does not accept that method; see /v1/openapi.json".into())
 }
 
@@ -109,9 +109,12 @@ impl utoipa::Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "session",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("prom_sess_…").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("prom_sess_…").build(),
+            ),
         );
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
     }
 }
 

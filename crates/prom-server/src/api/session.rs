@@ -41,12 +41,11 @@ pub async fn login(
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let passwords = state.passwords.clone();
     let password = Password::presented(request.password);
-    let matches = state
-        .pool
-        .run(move || passwords.verify(&password, stored_hash.as_deref()))
-        .await
-        .map_err(|err| match err {
-            PoolError::Busy => ApiError::RateLimited { message: "the server is busy; retry in a moment".into(), retry_after_secs: 1 },
+    let matches =
+        state.pool.run(move || passwords.verify(&password, stored_hash.as_deref())).await.map_err(|err| match err {
+            PoolError::Busy => {
+                ApiError::RateLimited { message: "the server is busy; retry in a moment".into(), retry_after_secs: 1 }
+            }
             PoolError::Crashed(err) => ApiError::internal(err),
         })?;
     let memberships = match &user {
@@ -101,7 +100,9 @@ pub async fn login(
 
 fn choose_tenant<'a>(memberships: &'a [Membership], wanted: Option<&str>) -> Result<&'a Membership, ApiError> {
     match (memberships, wanted) {
-        ([], _) => Err(ApiError::Forbidden("this account is not a member of any tenant; ask an owner to add you".into())),
+        ([], _) => {
+            Err(ApiError::Forbidden("this account is not a member of any tenant; ask an owner to add you".into()))
+        }
         (all, Some(slug)) => all.iter().find(|m| m.tenant.slug.as_str() == slug).ok_or_else(|| {
             ApiError::Forbidden(format!("you are not a member of tenant {slug:?}; your tenants: {}", slugs(all)))
         }),
@@ -122,11 +123,14 @@ fn slugs(memberships: &[Membership]) -> String {
     (status = 204, description = "Signed out"),
     (status = 401, body = ErrorBody, description = "TOKEN_MISSING or TOKEN_INVALID"),
 ))]
-pub async fn logout(State(state): State<AppState>, principal: Principal, meta: ClientMeta) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    principal: Principal,
+    meta: ClientMeta,
+) -> Result<StatusCode, ApiError> {
     let Principal::User(user) = &principal else {
         return Err(ApiError::Forbidden("only a sign-in session can sign out; API keys are revoked instead".into()));
     };
     state.store.revoke_session(&user.session, Timestamp::now(), &principal.audit_context(&meta)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -132,7 +132,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
 
 /// The credential a request presents, before it is checked.
 fn presented_credential(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let unreadable = || ApiError::TokenInvalid("the credential header contains bytes that are not text; copy the key again".into());
+    let unreadable =
+        || ApiError::TokenInvalid("the credential header contains bytes that are not text; copy the key again".into());
     let from_api_key = match headers.get(API_KEY_HEADER) {
         Some(value) => Some(value.to_str().map_err(|_| unreadable())?.trim()).filter(|v| !v.is_empty()),
         None => None,
@@ -140,8 +141,13 @@ fn presented_credential(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let from_bearer = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let value = value.to_str().map_err(|_| unreadable())?.trim();
+            if value.eq_ignore_ascii_case("bearer") {
+                return Ok(from_api_key);
+            }
             match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()).filter(|t| !t.is_empty()),
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim()).filter(|t| !t.is_empty())
+                }
                 _ if value.is_empty() => None,
                 _ => {
                     return Err(ApiError::TokenInvalid(
@@ -175,7 +181,11 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 async fn authenticate_session(state: &AppState, raw: &str) -> Result<UserPrincipal, ApiError> {
-    let invalid = || ApiError::TokenInvalid("the session is not valid (signed out, expired or unknown): sign in again with `prom login`".into());
+    let invalid = || {
+        ApiError::TokenInvalid(
+            "the session is not valid (signed out, expired or unknown): sign in again with `prom login`".into(),
+        )
+    };
     let token = SessionToken::parse(raw).ok_or_else(invalid)?;
     let session = state.store.find_session(&token.digest()).await?.ok_or_else(invalid)?;
     if session.revoked_at.is_some() || session.expires_at <= Timestamp::now() {
@@ -203,14 +213,22 @@ mod tests {
         assert_eq!(presented_credential(&headers(&[("x-api-key", "k1")])).unwrap(), Some("k1"));
         assert_eq!(presented_credential(&headers(&[("authorization", "Bearer k2")])).unwrap(), Some("k2"));
         assert_eq!(presented_credential(&headers(&[("authorization", "bearer  k3 ")])).unwrap(), Some("k3"));
-        assert_eq!(presented_credential(&headers(&[("x-api-key", "k"), ("authorization", "Bearer k")])).unwrap(), Some("k"));
+        assert_eq!(
+            presented_credential(&headers(&[("x-api-key", "k"), ("authorization", "Bearer k")])).unwrap(),
+            Some("k")
+        );
         assert_eq!(presented_credential(&headers(&[])).unwrap(), None);
         assert_eq!(presented_credential(&headers(&[("x-api-key", "  ")])).unwrap(), None);
+        assert_eq!(presented_credential(&headers(&[("authorization", "Bearer")])).unwrap(), None);
+        assert_eq!(presented_credential(&headers(&[("authorization", "Bearer  ")])).unwrap(), None);
     }
 
     #[test]
     fn rejects_confusing_credentials() {
-        assert!(matches!(presented_credential(&headers(&[("authorization", "Basic abc")])), Err(ApiError::TokenInvalid(_))));
+        assert!(matches!(
+            presented_credential(&headers(&[("authorization", "Basic abc")])),
+            Err(ApiError::TokenInvalid(_))
+        ));
         assert!(matches!(
             presented_credential(&headers(&[("x-api-key", "a"), ("authorization", "Bearer b")])),
             Err(ApiError::InvalidRequest(_))

@@ -33,7 +33,12 @@ impl HashingPool {
     pub fn new(workers: usize, max_waiting: usize) -> Self {
         let workers = workers.max(1);
         Self {
-            inner: Arc::new(Inner { permits: Semaphore::new(workers), waiting: AtomicUsize::new(0), max_waiting, workers }),
+            inner: Arc::new(Inner {
+                permits: Semaphore::new(workers),
+                waiting: AtomicUsize::new(0),
+                max_waiting,
+                workers,
+            }),
         }
     }
 

@@ -7,8 +7,8 @@
 //!
 //! Cold path (a key not in the map): take a token from the client's unknown-key budget, compute
 //! the Argon2id digest on the bounded hashing pool, find the key by digest, and cache it if it is
-//! active. Unknown digests go into a small negative map so that repeating a wrong key costs
-//! nothing more.
+//! active. Refused keys (unknown, revoked, deleted, expired: none of these states can change back)
+//! go into a small negative map with the reason, so that repeating a bad key costs no more Argon2.
 //!
 //! Revocation: revoke, delete and rotate call [`KeyVerifier::forget_key`] before they return, so
 //! the next request on this node re-reads the key's state. Entries older than the revalidation
@@ -34,9 +34,9 @@ use super::throttle::ClientThrottle;
 use crate::error::ApiError;
 use crate::usage::UsageRecorder;
 
-/// How long an unknown key is remembered as unknown.
+/// How long a refused key is remembered as refused.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
-/// Most unknown keys remembered.
+/// Most refused keys remembered.
 const NEGATIVE_MAX: usize = 10_000;
 /// Usage is noted at most this often per key (milliseconds).
 const USAGE_NOTE_EVERY_MS: i64 = 1000;
@@ -66,6 +66,13 @@ impl AgentPrincipal {
 }
 
 type CacheKey = [u8; 32];
+
+/// Why a key was refused, remembered for [`NEGATIVE_TTL`].
+#[derive(Debug)]
+struct Refusal {
+    at: Instant,
+    message: Arc<str>,
+}
 
 #[derive(Debug)]
 struct CachedKey {
@@ -104,7 +111,7 @@ pub struct KeyVerifier {
     settings: VerifierSettings,
     cache_secret: [u8; 32],
     cache: DashMap<CacheKey, CachedKey>,
-    unknown: DashMap<CacheKey, Instant>,
+    refused: DashMap<CacheKey, Refusal>,
     /// When each key last changed (revoked, deleted, rotated): a lookup whose database read
     /// started before that instant must not put what it read into the cache.
     tombstones: DashMap<KeyId, Instant>,
@@ -131,7 +138,7 @@ impl KeyVerifier {
             settings,
             cache_secret,
             cache: DashMap::new(),
-            unknown: DashMap::new(),
+            refused: DashMap::new(),
             tombstones: DashMap::new(),
             throttle,
             stats: VerifierStats::default(),
@@ -164,14 +171,18 @@ impl KeyVerifier {
     }
 
     /// The warm path. `Ok(None)` means "not cached, go cold".
-    async fn check_cached(&self, cache_key: &CacheKey, now: Timestamp) -> Result<Option<Arc<AgentPrincipal>>, ApiError> {
+    async fn check_cached(
+        &self,
+        cache_key: &CacheKey,
+        now: Timestamp,
+    ) -> Result<Option<Arc<AgentPrincipal>>, ApiError> {
         let (principal, stale_digest) = match self.cache.get(cache_key) {
             None => return Ok(None),
             Some(entry) => {
                 if let Some(at) = entry.expires_at.filter(|at| *at <= now) {
                     drop(entry);
                     self.cache.remove(cache_key);
-                    return Err(expired(at));
+                    return Err(self.refuse(*cache_key, expired(at)));
                 }
                 if entry.checked_at.elapsed() < self.settings.revalidate_after {
                     let last = entry.last_noted_ms.load(Ordering::Relaxed);
@@ -206,17 +217,22 @@ impl KeyVerifier {
         client: IpAddr,
         now: Timestamp,
     ) -> Result<Arc<AgentPrincipal>, ApiError> {
-        let known_unknown = self.unknown.get(&cache_key).is_some_and(|seen| seen.elapsed() < NEGATIVE_TTL);
+        let known_refusal = self
+            .refused
+            .get(&cache_key)
+            .filter(|refusal| refusal.at.elapsed() < NEGATIVE_TTL)
+            .map(|refusal| refusal.message.clone());
         if let Err(retry_after_secs) = self.throttle.take(client) {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::RateLimited {
-                message: "too many requests with unknown API keys from this address; check the key and retry later".into(),
+                message: "too many requests with unknown API keys from this address; check the key and retry later"
+                    .into(),
                 retry_after_secs,
             });
         }
-        if known_unknown {
+        if let Some(message) = known_refusal {
             self.stats.unknown.fetch_add(1, Ordering::Relaxed);
-            return Err(unknown());
+            return Err(ApiError::TokenInvalid(message.to_string()));
         }
         self.stats.cold_lookups.fetch_add(1, Ordering::Relaxed);
         let hasher = self.hasher.clone();
@@ -230,10 +246,10 @@ impl KeyVerifier {
         let read_started = Instant::now();
         let Some(record) = self.store.find_key_by_digest(&digest).await? else {
             self.stats.unknown.fetch_add(1, Ordering::Relaxed);
-            self.remember_unknown(cache_key);
-            return Err(unknown());
+            return Err(self.refuse(cache_key, unknown()));
         };
-        let principal = self.admit(&record, digest, cache_key, now, read_started)?;
+        let principal =
+            self.admit(&record, digest, cache_key, now, read_started).map_err(|err| self.refuse(cache_key, err))?;
         self.throttle.refund(client);
         Ok(principal)
     }
@@ -287,14 +303,18 @@ impl KeyVerifier {
         Ok(principal)
     }
 
-    fn remember_unknown(&self, cache_key: CacheKey) {
-        if self.unknown.len() >= NEGATIVE_MAX {
-            self.unknown.retain(|_, seen| seen.elapsed() < NEGATIVE_TTL);
-            if self.unknown.len() >= NEGATIVE_MAX {
-                self.unknown.clear();
+    /// Remembers a refusal (unknown, revoked, deleted, expired: states that never change back).
+    fn refuse(&self, cache_key: CacheKey, err: ApiError) -> ApiError {
+        if let ApiError::TokenInvalid(message) = &err {
+            if self.refused.len() >= NEGATIVE_MAX {
+                self.refused.retain(|_, refusal| refusal.at.elapsed() < NEGATIVE_TTL);
+                if self.refused.len() >= NEGATIVE_MAX {
+                    self.refused.clear();
+                }
             }
+            self.refused.insert(cache_key, Refusal { at: Instant::now(), message: Arc::from(message.as_str()) });
         }
-        self.unknown.insert(cache_key, Instant::now());
+        err
     }
 
     /// Makes room: drops entries due for revalidation, then, if still full, everything (the next
@@ -318,7 +338,7 @@ impl KeyVerifier {
 
     /// Forgets that a just-minted key was ever looked up as unknown.
     pub fn forget_unknown(&self, key: &PlainKey) {
-        self.unknown.remove(&self.cache_key(key.expose()));
+        self.refused.remove(&self.cache_key(key.expose()));
     }
 
     pub fn cached_keys(&self) -> usize {

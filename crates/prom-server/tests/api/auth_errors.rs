@@ -108,7 +108,8 @@ async fn the_wrong_kind_of_credential_is_forbidden() {
         assert!(message.contains("sign in"), "{path}: {message}");
         assert_no_key_material(&message, &key);
     }
-    let create_with_key = app.client.post("/v1/keys", Cred::ApiKey(&key), Some(&serde_json::json!({ "label": "x" }))).await;
+    let create_with_key =
+        app.client.post("/v1/keys", Cred::ApiKey(&key), Some(&serde_json::json!({ "label": "x" }))).await;
     expect_error(&create_with_key, StatusCode::FORBIDDEN, "FORBIDDEN");
     assert_eq!(owner.keys().await.len(), 1, "an API key minted another key");
 }
@@ -127,7 +128,8 @@ async fn a_flood_of_unknown_keys_is_throttled_without_slowing_known_keys() {
 
     for attempt in 1..=3 {
         let unknown = PlainKey::mint(Environment::Live);
-        let response = app.client.send(app.client.request(Method::GET, "/v1/whoami", Cred::ApiKey(unknown.expose()))).await;
+        let response =
+            app.client.send(app.client.request(Method::GET, "/v1/whoami", Cred::ApiKey(unknown.expose()))).await;
         let message = response.expect_error(StatusCode::UNAUTHORIZED, "TOKEN_INVALID");
         assert!(message.contains("not known"), "attempt {attempt}: {message}");
     }

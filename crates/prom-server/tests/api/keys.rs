@@ -1,11 +1,13 @@
 //! The key lifecycle as an operator sees it: the one-time reveal, `whoami` with either header,
 //! revoke and delete taking effect on the very next request, and `last_used_at`.
 
+use prom_core::audit::AuditContext;
+use prom_core::id::{KeyId, TenantId};
 use prom_core::time::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{Cred, TestApp, assert_no_key_material, str_field};
+use crate::support::{Cred, TestApp, actions, assert_no_key_material, str_field};
 
 /// Whether `key` has the documented shape, `prom_live_` + 64 lowercase hex characters.
 fn is_live_key(key: &str) -> bool {
@@ -130,6 +132,34 @@ async fn delete_stops_a_cached_key_and_removes_it() {
     let (status, body) = owner.delete(&format!("/v1/keys/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice: {body}");
     assert_eq!(app.whoami(&other).await.0, StatusCode::OK);
+
+    // The key is gone from the list, not from the record.
+    let history = owner.audit(&format!("?key_id={id}")).await;
+    assert_eq!(actions(&history), ["api_key.delete", "api_key.create"], "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_elsewhere_is_seen_once_the_cached_entry_is_due() {
+    // Another node's revocation reaches this one only through the database: with a zero
+    // revalidation interval every request re-reads the key's state.
+    let app = TestApp::spawn_with(|config| config.key_cache_revalidate_secs = 0).await;
+    let owner = app.with_owner("acme").await;
+    let (id, key) = owner.create_key("agent").await;
+    for _ in 0..3 {
+        assert_eq!(app.whoami(&key).await.0, StatusCode::OK);
+    }
+
+    let tenant = TenantId::parse(&owner.tenant_id).expect("a tenant id");
+    let key_id = KeyId::parse(&id).expect("a key id");
+    app.state
+        .store
+        .revoke_key(&tenant, &key_id, Timestamp::now(), &AuditContext::admin_cli())
+        .await
+        .expect("revoke behind the server's back");
+
+    let response = app.client.send(app.client.request(Method::GET, "/v1/whoami", Cred::ApiKey(&key))).await;
+    let message = response.expect_error(StatusCode::UNAUTHORIZED, "TOKEN_INVALID");
+    assert!(message.contains("revoked"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use prom_core::access::Role;
 use prom_core::session::SESSION_PREFIX;
-use reqwest::header::USER_AGENT;
+use reqwest::header::{RETRY_AFTER, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -37,7 +37,10 @@ async fn login_returns_a_session_token_and_is_audited() {
     let events = audit["events"].as_array().expect("events");
     assert_eq!(events.len(), 1, "{audit}");
     let login = &events[0];
-    assert_eq!(login["actor"], json!({ "type": "user", "id": outcome.user.id.to_string(), "name": "owner@acme.example" }));
+    assert_eq!(
+        login["actor"],
+        json!({ "type": "user", "id": outcome.user.id.to_string(), "name": "owner@acme.example" })
+    );
     assert_eq!(login["ip"], "127.0.0.1");
     assert_eq!(login["user_agent"], "prom-api-tests/1.0");
     assert!(!audit.to_string().contains(secret), "the session token leaked into the audit log");
@@ -133,4 +136,30 @@ async fn a_member_of_several_tenants_must_choose_one() {
         .await;
     let message = expect_error(&elsewhere, StatusCode::FORBIDDEN, "FORBIDDEN");
     assert!(message.contains("acme, globex"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_sign_ins_are_throttled() {
+    let app = TestApp::spawn_with(|config| {
+        config.login_burst = 2;
+        config.login_per_sec = 0.001;
+    })
+    .await;
+    app.provision("acme", "owner@acme.example", Role::Owner).await;
+    let wrong = json!({ "email": "owner@acme.example", "password": "guess-number-one" });
+
+    // A successful sign-in costs nothing from the budget.
+    let (status, body) = app
+        .client
+        .post("/v1/auth/login", Cred::None, Some(&json!({ "email": "owner@acme.example", "password": PASSWORD })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..2 {
+        let failed = app.client.post("/v1/auth/login", Cred::None, Some(&wrong)).await;
+        expect_error(&failed, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS");
+    }
+    let response = app.client.send(app.client.request(Method::POST, "/v1/auth/login", Cred::None).json(&wrong)).await;
+    let message = response.expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    assert!(message.contains("sign-ins"), "{message}");
+    assert!(response.headers.contains_key(RETRY_AFTER), "no Retry-After header");
 }

@@ -3,14 +3,13 @@
 //! `PROM_TEST_DATABASE_URL` is set — and hands out an HTTP client and fixture builders
 //! (signed-in users of a tenant, minted keys).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prom_core::access::Role;
 use prom_core::audit::AuditContext;
 use prom_core::kdf::KdfParams;
-use prom_core::store::{ProvisionMember, ProvisionOutcome, UserStore};
+use prom_core::store::{ProvisionMember, ProvisionOutcome};
 use prom_core::user::{Email, Password, TenantSlug};
 use prom_server::{AppState, ServerConfig};
 use prom_store::{Database, SqlStore};
@@ -33,7 +32,6 @@ const FAST_KDF: KdfParams = KdfParams { m_cost_kib: 256, t_cost: 1, p_cost: 1 };
 /// A running server with its own database. Dropping it stops the server.
 #[derive(Debug)]
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub state: AppState,
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -84,7 +82,7 @@ impl TestApp {
             }
         });
         let client = Client::new(format!("http://{addr}"));
-        Self { addr, state, client, shutdown: Some(shutdown), _database: database }
+        Self { state, client, shutdown: Some(shutdown), _database: database }
     }
 
     /// Makes sure `tenant` exists and `email` is a member of it with `role` and [`PASSWORD`].
@@ -108,7 +106,11 @@ impl TestApp {
         let outcome = self.provision(tenant, email, role).await;
         let (status, body) = self
             .client
-            .post("/v1/auth/login", Cred::None, Some(&json!({ "email": email, "password": PASSWORD, "tenant": tenant })))
+            .post(
+                "/v1/auth/login",
+                Cred::None,
+                Some(&json!({ "email": email, "password": PASSWORD, "tenant": tenant })),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "sign-in of {email} failed: {body}");
         TestUser {
@@ -118,7 +120,6 @@ impl TestApp {
             tenant: tenant.to_owned(),
             tenant_id: outcome.tenant.id.to_string(),
             user_id: outcome.user.id.to_string(),
-            role,
         }
     }
 
@@ -300,7 +301,6 @@ pub struct TestUser {
     pub tenant: String,
     pub tenant_id: String,
     pub user_id: String,
-    pub role: Role,
 }
 
 impl TestUser {

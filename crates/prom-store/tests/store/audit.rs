@@ -133,7 +133,8 @@ async fn recorded_events_read_back_whole(store: SqlStore) {
     assert_eq!(stored.at, event.at);
     assert_eq!(stored.tenant_id.as_ref(), Some(owner.tenant_id()));
     assert_eq!(stored.action, "api_key.use");
-    let actor = ActorView { kind: "api_key".into(), id: Some(key_id.to_string()), name: Some("prom_live_...ab12".into()) };
+    let actor =
+        ActorView { kind: "api_key".into(), id: Some(key_id.to_string()), name: Some("prom_live_...ab12".into()) };
     assert_eq!(stored.actor, actor);
     assert_eq!(stored.target, event.target);
     assert_eq!(stored.ip.as_deref(), Some("198.51.100.4"));

@@ -4,7 +4,7 @@ use prom_core::access::Scope;
 use prom_core::audit::{AuditAction, AuditTarget};
 use prom_core::id::KeyId;
 use prom_core::key::{Environment, PlainKey};
-use prom_core::store::{AuditStore, KeyStatus, KeyStore, StoreError};
+use prom_core::store::{AuditStore, KeyRecord, KeyStatus, KeyStore, StoreError};
 use prom_core::time::Timestamp;
 use prom_store::SqlStore;
 use serde_json::json;
@@ -41,7 +41,10 @@ async fn inserted_key_reads_back_the_same_everywhere(store: SqlStore) {
     assert_eq!(events[0].details["display"], json!(plain.display()));
     assert_eq!(events[0].actor.id.as_deref(), Some(owner.user.id.as_str()));
     let everything_logged = format!("{:?}", store.list_audit(owner.tenant_id(), &everything()).await.unwrap());
-    assert!(!everything_logged.contains(&plain.expose()["prom_live_".len()..]), "the audit log must never hold key material");
+    assert!(
+        !everything_logged.contains(&plain.expose()["prom_live_".len()..]),
+        "the audit log must never hold key material"
+    );
 }
 
 async fn list_is_newest_first_and_skips_deleted(store: SqlStore) {
@@ -51,7 +54,7 @@ async fn list_is_newest_first_and_skips_deleted(store: SqlStore) {
     let (_, oldest) = insert_key(&store, &hasher, &owner, "oldest", t0).await;
     let (_, middle) = insert_key(&store, &hasher, &owner, "middle", shift(t0, 1_000)).await;
     let (_, newest) = insert_key(&store, &hasher, &owner, "newest", shift(t0, 2_000)).await;
-    let ids = |keys: Vec<prom_core::store::KeyRecord>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    let ids = |keys: Vec<KeyRecord>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
 
     let listed = store.list_keys(owner.tenant_id()).await.unwrap();
     assert_eq!(ids(listed), [newest.id.clone(), middle.id.clone(), oldest.id.clone()]);

@@ -1,9 +1,9 @@
 //! Key rotation: a new key replaces an old one, which stops working now or after a grace period.
 
+use prom_core::audit::AuditAction;
 use prom_core::id::KeyId;
 use prom_core::store::{AuditStore, KeyStatus, KeyStore, StoreError};
 use prom_core::time::Timestamp;
-use prom_core::audit::AuditAction;
 use prom_store::SqlStore;
 use serde_json::json;
 

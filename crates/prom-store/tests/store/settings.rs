@@ -19,9 +19,9 @@ async fn concurrent_inits_agree(store: SqlStore) {
         let store = store.clone();
         tokio::spawn(async move { store.init_setting("key_salt", value).await })
     };
-    let (a, b, c, d, e) = tokio::join!(init(b"node a"), init(b"node b"), init(b"node c"), init(b"node d"), init(b"node e"));
-    let values: Vec<Vec<u8>> =
-        [a, b, c, d, e].into_iter().map(|joined| joined.unwrap().unwrap()).collect();
+    let (a, b, c, d, e) =
+        tokio::join!(init(b"node a"), init(b"node b"), init(b"node c"), init(b"node d"), init(b"node e"));
+    let values: Vec<Vec<u8>> = [a, b, c, d, e].into_iter().map(|joined| joined.unwrap().unwrap()).collect();
 
     let winner = values[0].clone();
     assert!(

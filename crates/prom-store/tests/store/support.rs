@@ -44,10 +44,7 @@ where
     test(store.clone()).await;
     store.close().await;
     let admin = sqlx::PgPool::connect(&url).await.expect("connect to PostgreSQL to drop the test schema");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop the test schema");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.expect("drop the test schema");
     admin.close().await;
 }
 
@@ -115,10 +112,8 @@ impl Owner {
 /// Creates tenant `tenant` with `owner@<tenant>.example` as its owner.
 pub async fn owner_of(store: &SqlStore, tenant: &str) -> Owner {
     let request = provision(&format!("owner@{tenant}.example"), tenant, Role::Owner, Some(PASSWORD_HASH));
-    let outcome = store
-        .provision_member(request, &AuditContext::admin_cli())
-        .await
-        .expect("provision the tenant owner");
+    let outcome =
+        store.provision_member(request, &AuditContext::admin_cli()).await.expect("provision the tenant owner");
     Owner { tenant: outcome.tenant, user: outcome.user }
 }
 

@@ -58,7 +58,8 @@ async fn existing_user_joins_a_second_tenant(store: SqlStore) {
         .provision_member(provision("ada@example.com", "zeta-labs", Role::Owner, Some(PASSWORD_HASH)), &admin)
         .await
         .unwrap();
-    let second = store.provision_member(provision("ada@example.com", "acme", Role::Member, None), &admin).await.unwrap();
+    let second =
+        store.provision_member(provision("ada@example.com", "acme", Role::Member, None), &admin).await.unwrap();
 
     assert!(!second.user_created);
     assert!(second.tenant_created);

@@ -140,7 +140,13 @@ impl ApiClient {
     }
 
     /// Sends a request and returns the JSON body of a success (`Value::Null` for 204).
-    pub async fn call(&self, method: Method, path: &str, credential: Credential<'_>, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Credential<'_>,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
         match credential {
@@ -151,7 +157,8 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach {}: is the server running?", self.base))?;
+        let response =
+            request.send().await.with_context(|| format!("cannot reach {}: is the server running?", self.base))?;
         let status = response.status();
         let text = response.text().await.context("the server's answer was cut off")?;
         if status.is_success() {

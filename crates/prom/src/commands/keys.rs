@@ -19,7 +19,11 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 
 fn path_segment(id: &str) -> String {
     // Ids are UUIDs; anything else is sent escaped and the server answers NOT_FOUND.
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_string() } else { format!("%{:02X}", c as u32 & 0xff) }).collect()
+    id.chars()
+        .map(
+            |c| if c.is_ascii_alphanumeric() || c == '-' { c.to_string() } else { format!("%{:02X}", c as u32 & 0xff) },
+        )
+        .collect()
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
@@ -72,7 +76,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { id, label, grace, output } => {
             let body = json!({ "label": label, "expire_old_after_seconds": grace });
-            let rotated = client.call(Method::POST, &format!("/v1/keys/{}/rotate", path_segment(&id)), auth, Some(body)).await?;
+            let rotated =
+                client.call(Method::POST, &format!("/v1/keys/{}/rotate", path_segment(&id)), auth, Some(body)).await?;
             print_created(&rotated, output)?;
             if !output.json {
                 let replaced = rotated.get("replaced").cloned().unwrap_or_default();

@@ -26,9 +26,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let database = config.database()?;
     let store = SqlStore::open(&database).await.with_context(|| format!("cannot open {}", database.describe()))?;
     let state = AppState::build(Arc::new(store.clone()), config.server.clone()).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}: is another server using it? pick another with --listen", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {}: is another server using it? pick another with --listen", config.listen)
+    })?;
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
@@ -37,9 +37,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hashing_workers = state.pool.workers(),
         "Prometheus is serving"
     );
-    eprintln!("Prometheus is serving on http://{address} ({}, {} keys)", database.describe(), config.server.environment);
-    eprintln!("  first time? create an owner:  prom admin create-user --email you@example.com --tenant acme --role owner");
-    eprintln!("  then sign in and mint a key:  prom login --server http://{address} && prom keys create --label my-agent");
+    eprintln!(
+        "Prometheus is serving on http://{address} ({}, {} keys)",
+        database.describe(),
+        config.server.environment
+    );
+    eprintln!(
+        "  first time? create an owner:  prom admin create-user --email you@example.com --tenant acme --role owner"
+    );
+    eprintln!(
+        "  then sign in and mint a key:  prom login --server http://{address} && prom keys create --label my-agent"
+    );
 
     prom_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;

@@ -68,7 +68,9 @@ pub async fn logout() -> anyhow::Result<()> {
     SavedSession::forget()?;
     match result {
         Ok(_) => println!("Signed out of {}.", session.server),
-        Err(err) if err.downcast_ref::<ApiFailure>().is_some() => println!("Signed out (the session had already ended)."),
+        Err(err) if err.downcast_ref::<ApiFailure>().is_some() => {
+            println!("Signed out (the session had already ended).")
+        }
         Err(err) => return Err(err.context("the saved session was removed, but the server could not be told")),
     }
     Ok(())
