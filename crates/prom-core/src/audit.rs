@@ -21,10 +21,13 @@ pub enum AuditAction {
     UserLoginFailed,
     UserLogout,
     MemberAdd,
+    ServiceCreate,
+    ServiceUpdate,
+    ServiceDelete,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 12] = [
         Self::ApiKeyCreate,
         Self::ApiKeyRevoke,
         Self::ApiKeyDelete,
@@ -34,6 +37,9 @@ impl AuditAction {
         Self::UserLoginFailed,
         Self::UserLogout,
         Self::MemberAdd,
+        Self::ServiceCreate,
+        Self::ServiceUpdate,
+        Self::ServiceDelete,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -47,6 +53,9 @@ impl AuditAction {
             Self::UserLoginFailed => "user.login_failed",
             Self::UserLogout => "user.logout",
             Self::MemberAdd => "member.add",
+            Self::ServiceCreate => "service.create",
+            Self::ServiceUpdate => "service.update",
+            Self::ServiceDelete => "service.delete",
         }
     }
 
@@ -135,6 +144,10 @@ pub struct AuditTarget {
 impl AuditTarget {
     pub fn api_key(id: &KeyId, label: &str) -> Self {
         Self { kind: "api_key".into(), id: id.to_string(), label: Some(label.to_owned()) }
+    }
+
+    pub fn service(slug: &str, name: &str) -> Self {
+        Self { kind: "service".into(), id: slug.to_owned(), label: Some(name.to_owned()) }
     }
 
     pub fn user(id: &UserId, email: &Email) -> Self {

@@ -64,6 +64,10 @@ define_id!(
     /// Identifies a sign-in session (not its token).
     SessionId
 );
+define_id!(
+    /// Identifies a registered MCP service.
+    ServiceId
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,8 @@ pub mod audit;
 pub mod id;
 pub mod kdf;
 pub mod key;
+pub mod money;
+pub mod service;
 pub mod session;
 pub mod store;
 pub mod time;

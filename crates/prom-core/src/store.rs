@@ -7,9 +7,10 @@ use thiserror::Error;
 
 use crate::access::{Role, Scope};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter, NewAuditEvent};
-use crate::id::{KeyId, SessionId, TenantId, UserId};
+use crate::id::{KeyId, ServiceId, SessionId, TenantId, UserId};
 use crate::kdf::KeyDigest;
 use crate::key::{Environment, display_form};
+use crate::service::{Prices, ServiceRecord, ServiceSlug, Upstream};
 use crate::session::SessionDigest;
 use crate::time::Timestamp;
 use crate::user::{Email, Label, TenantSlug};
