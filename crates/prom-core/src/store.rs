@@ -227,8 +227,64 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, tenant: &TenantId, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
 }
 
-/// Everything the server needs from storage.
-pub trait Store: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static {}
+#[derive(Debug)]
+pub struct NewService {
+    pub id: ServiceId,
+    /// The publishing tenant.
+    pub tenant_id: TenantId,
+    pub slug: ServiceSlug,
+    pub name: String,
+    pub description: String,
+    pub upstream: Upstream,
+    pub prices: Prices,
+    pub created_at: Timestamp,
+}
 
-impl<T> Store for T where T: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + std::fmt::Debug + 'static
-{}
+/// A partial update: `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ServicePatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub upstream: Option<Upstream>,
+    pub prices: Option<Prices>,
+}
+
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// Registers a service and writes `service.create`. `Conflict` if the slug is taken.
+    async fn create_service(&self, service: NewService, ctx: &AuditContext) -> StoreResult<ServiceRecord>;
+    /// The live (not deleted) service with this slug, whoever published it.
+    async fn get_service(&self, slug: &ServiceSlug) -> StoreResult<Option<ServiceRecord>>;
+    /// All live services, by slug.
+    async fn list_services(&self) -> StoreResult<Vec<ServiceRecord>>;
+    /// Changes a service of `tenant` and writes `service.update`. `NotFound` if `tenant` did not
+    /// publish it.
+    async fn update_service(
+        &self,
+        tenant: &TenantId,
+        slug: &ServiceSlug,
+        patch: ServicePatch,
+        at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<ServiceRecord>;
+    /// Removes a service of `tenant` and writes `service.delete`. `NotFound` if `tenant` did not
+    /// publish it.
+    async fn delete_service(
+        &self,
+        tenant: &TenantId,
+        slug: &ServiceSlug,
+        at: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<ServiceRecord>;
+}
+
+/// Everything the server needs from storage.
+pub trait Store:
+    SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + ServiceStore + std::fmt::Debug + 'static
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + ServiceStore + std::fmt::Debug + 'static
+{
+}
