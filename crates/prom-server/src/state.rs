@@ -12,6 +12,7 @@ use crate::auth::pool::HashingPool;
 use crate::auth::throttle::ClientThrottle;
 use crate::auth::verifier::{KeyVerifier, VerifierSettings};
 use crate::config::ServerConfig;
+use crate::directory::ServiceDirectory;
 use crate::usage::UsageRecorder;
 
 /// Settings names. Never rename: they hold the deployment's key salt and digest parameters.
@@ -28,6 +29,7 @@ pub struct AppState {
     pub pool: HashingPool,
     pub login_throttle: Arc<ClientThrottle>,
     pub usage: UsageRecorder,
+    pub services: Arc<ServiceDirectory>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +75,8 @@ impl AppState {
             },
         ));
         let login_throttle = Arc::new(ClientThrottle::new(config.login_burst, config.login_per_sec));
-        Ok(Self { store, config: Arc::new(config), hasher, verifier, passwords, pool, login_throttle, usage })
+        let services = Arc::new(ServiceDirectory::new(store.clone()));
+        Ok(Self { store, config: Arc::new(config), hasher, verifier, passwords, pool, login_throttle, usage, services })
     }
 }
 
