@@ -16,6 +16,7 @@ pub mod service;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod usage;
 pub mod user;
 
 /// Fills `buf` from the operating system's CSPRNG.

@@ -13,6 +13,7 @@ use crate::key::{Environment, display_form};
 use crate::service::{Prices, ServiceRecord, ServiceSlug, Upstream};
 use crate::session::SessionDigest;
 use crate::time::Timestamp;
+use crate::usage::UsageEvent;
 use crate::user::{Email, Label, TenantSlug};
 
 #[derive(Debug, Error)]
@@ -258,7 +259,7 @@ pub trait ServiceStore: Send + Sync {
     /// All live services, by slug.
     async fn list_services(&self) -> StoreResult<Vec<ServiceRecord>>;
     /// Changes a service of `tenant` and writes `service.update`. `NotFound` if `tenant` did not
-    /// publish it.
+    /// publish it. A patch that changes nothing writes nothing and returns the service as it is.
     async fn update_service(
         &self,
         tenant: &TenantId,
@@ -278,13 +279,28 @@ pub trait ServiceStore: Send + Sync {
     ) -> StoreResult<ServiceRecord>;
 }
 
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Stores a batch of usage events and the audit rows derived from them (`api_key.use`), in
+    /// one transaction.
+    async fn record_usage(&self, events: &[UsageEvent], audit: &[NewAuditEvent]) -> StoreResult<()>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
-    SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + ServiceStore + std::fmt::Debug + 'static
+    SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + ServiceStore + UsageStore + std::fmt::Debug + 'static
 {
 }
 
 impl<T> Store for T where
-    T: SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + ServiceStore + std::fmt::Debug + 'static
+    T: SettingsStore
+        + UserStore
+        + SessionStore
+        + KeyStore
+        + AuditStore
+        + ServiceStore
+        + UsageStore
+        + std::fmt::Debug
+        + 'static
 {
 }

@@ -38,6 +38,17 @@ pub struct ServerConfig {
     pub max_rotation_grace_secs: u64,
     /// How often key usage (`last_used_at`) is written out (milliseconds).
     pub usage_flush_ms: u64,
+    /// Commands a service may name as its stdio upstream, exactly as registered (`demo-mcp`,
+    /// `/opt/mcp/bin/weather`). A stdio upstream is a program the gateway runs on this host, so by
+    /// default there are none: registering one is remote code execution for any tenant admin.
+    pub stdio_upstream_commands: Vec<String>,
+    /// Web origins allowed to call `/mcp/…` from a browser (`*` for any). Requests without an
+    /// `Origin` header (every non-browser MCP client) are unaffected.
+    pub allowed_origins: Vec<String>,
+    /// Largest MCP message accepted by the gateway (bytes).
+    pub max_mcp_request_bytes: usize,
+    /// How long the gateway waits for an upstream to start answering (seconds).
+    pub upstream_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +68,10 @@ impl Default for ServerConfig {
             session_ttl_secs: 12 * 3600,
             max_rotation_grace_secs: 30 * 24 * 3600,
             usage_flush_ms: 1000,
+            allowed_origins: Vec::new(),
+            max_mcp_request_bytes: 4 * 1024 * 1024,
+            upstream_timeout_secs: 60,
+            stdio_upstream_commands: Vec::new(),
         }
     }
 }

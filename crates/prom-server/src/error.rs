@@ -22,6 +22,8 @@ pub mod code {
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
+    pub const UPSTREAM_TIMEOUT: &str = "UPSTREAM_TIMEOUT";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -49,6 +51,11 @@ pub enum ApiError {
     RateLimited { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// The service behind the gateway failed or refused the gateway.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    #[error("{0}")]
+    UpstreamTimeout(String),
     /// A failure that is ours, not the caller's. The cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -84,6 +91,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +110,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) => code::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::Unavailable(_) => code::UNAVAILABLE,
+            Self::UpstreamUnavailable(_) => code::UPSTREAM_UNAVAILABLE,
+            Self::UpstreamTimeout(_) => code::UPSTREAM_TIMEOUT,
             Self::Internal(_) => code::INTERNAL,
         }
     }

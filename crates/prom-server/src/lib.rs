@@ -7,7 +7,9 @@ pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod gateway;
 mod logging;
+pub mod metrics;
 pub mod state;
 pub mod usage;
 
@@ -15,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{any, get};
 use tokio::net::TcpListener;
 
 pub use crate::config::ServerConfig;
@@ -25,6 +27,8 @@ pub use crate::state::{AppState, StartupError};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::health::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/mcp/{service}", any(gateway::handle))
         .nest("/v1", api::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

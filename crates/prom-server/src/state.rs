@@ -13,6 +13,8 @@ use crate::auth::throttle::ClientThrottle;
 use crate::auth::verifier::{KeyVerifier, VerifierSettings};
 use crate::config::ServerConfig;
 use crate::directory::ServiceDirectory;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 use crate::usage::UsageRecorder;
 
 /// Settings names. Never rename: they hold the deployment's key salt and digest parameters.
@@ -30,6 +32,7 @@ pub struct AppState {
     pub login_throttle: Arc<ClientThrottle>,
     pub usage: UsageRecorder,
     pub services: Arc<ServiceDirectory>,
+    pub gateway: Arc<Gateway>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub enum StartupError {
     KdfChanged { configured: KdfParams, stored: KdfParams },
     #[error("password hashing settings are unusable")]
     Password(#[from] PasswordHashError),
+    #[error("cannot set up the gateway's HTTP client")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 impl AppState {
@@ -76,7 +81,20 @@ impl AppState {
         ));
         let login_throttle = Arc::new(ClientThrottle::new(config.login_burst, config.login_per_sec));
         let services = Arc::new(ServiceDirectory::new(store.clone()));
-        Ok(Self { store, config: Arc::new(config), hasher, verifier, passwords, pool, login_throttle, usage, services })
+        let metrics = Arc::new(Metrics::new(verifier.clone(), usage.clone()));
+        let gateway = Arc::new(Gateway::new(&config, metrics)?);
+        Ok(Self {
+            store,
+            config: Arc::new(config),
+            hasher,
+            verifier,
+            passwords,
+            pool,
+            login_throttle,
+            usage,
+            services,
+            gateway,
+        })
     }
 }
 

@@ -18,6 +18,8 @@ mod support;
 
 #[path = "api/audit.rs"]
 mod audit;
+#[path = "api/gateway.rs"]
+mod gateway;
 #[path = "api/auth_errors.rs"]
 mod auth_errors;
 #[path = "api/isolation.rs"]
@@ -32,3 +34,5 @@ mod requests;
 mod roles;
 #[path = "api/rotation.rs"]
 mod rotation;
+#[path = "api/services.rs"]
+mod services;

@@ -13,7 +13,9 @@
 mod audit;
 mod keys;
 mod rows;
+mod services;
 mod settings;
+mod usage;
 mod users;
 
 use std::path::{Path, PathBuf};

@@ -3,8 +3,9 @@
 
 use prom_core::access::{Role, Scope};
 use prom_core::audit::{ActorView, AuditEvent, AuditTarget};
-use prom_core::id::{KeyId, SessionId, TenantId, UserId};
+use prom_core::id::{KeyId, ServiceId, SessionId, TenantId, UserId};
 use prom_core::key::Environment;
+use prom_core::service::{ServiceRecord, ServiceSlug};
 use prom_core::store::{KeyRecord, SessionRecord, StoreError, StoreResult, Tenant, UserRecord};
 use prom_core::time::Timestamp;
 use prom_core::user::{Email, Label, TenantSlug};
@@ -178,5 +179,53 @@ impl From<AuditRow> for AuditEvent {
             // rather than hiding the event.
             details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::String(row.details)),
         }
+    }
+}
+
+pub(crate) const SERVICE_COLUMNS: &str =
+    "id, tenant_id, slug, name, description, upstream, prices, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ServiceRow {
+    id: String,
+    tenant_id: String,
+    slug: String,
+    name: String,
+    description: String,
+    upstream: String,
+    prices: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ServiceRow> for ServiceRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ServiceRow) -> StoreResult<Self> {
+        // Both columns are written by this code from the same types; failing to read one back means
+        // the data was changed outside it, and guessing would route traffic or charge wrongly. The
+        // message gives a position only: serde's text may quote the value, and an upstream can hold
+        // a secret.
+        let corrupt = |what: &str, err: serde_json::Error| {
+            StoreError::Corrupt(format!(
+                "service {} has unreadable {what} (line {}, column {})",
+                row.slug,
+                err.line(),
+                err.column()
+            ))
+        };
+        let upstream = serde_json::from_str(&row.upstream).map_err(|err| corrupt("upstream", err))?;
+        let prices = serde_json::from_str(&row.prices).map_err(|err| corrupt("prices", err))?;
+        Ok(ServiceRecord {
+            id: ServiceId::from_trusted(row.id),
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            slug: ServiceSlug::from_trusted(row.slug),
+            name: row.name,
+            description: row.description,
+            upstream,
+            prices,
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+        })
     }
 }

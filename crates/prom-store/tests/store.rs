@@ -46,6 +46,8 @@ mod isolation;
 mod keys;
 #[path = "store/rotation.rs"]
 mod rotation;
+#[path = "store/services.rs"]
+mod services;
 #[path = "store/sessions.rs"]
 mod sessions;
 #[path = "store/settings.rs"]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Check an agent key: which key and tenant the server sees (reads PROMETHEUS_API_KEY or AGENT_TOKEN).
     Whoami(WhoamiArgs),
+    /// Serve MCP on stdio for an MCP host (Claude Desktop, Cursor, …), forwarding to a gateway URL.
+    #[command(long_about = CONNECT_ABOUT, after_help = CONNECT_EXAMPLE)]
+    Connect(ConnectArgs),
 }
 
 /// Where the server keeps its data, and its configuration file.
@@ -184,4 +187,41 @@ pub struct WhoamiArgs {
     pub server: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+const CONNECT_ABOUT: &str = "Serve MCP on standard input and output for an MCP host, and forward every message to \
+a Prometheus gateway endpoint (MCP Streamable HTTP) with the agent's key.\n\n\
+MCP hosts such as Claude Desktop and Cursor start MCP servers as commands; this is the command that \
+connects them to Prometheus. The key is read from PROMETHEUS_API_KEY, or AGENT_TOKEN when that is \
+unset or empty. Without a key, or when the gateway refuses it, the reason is printed on standard \
+error (TOKEN_MISSING or TOKEN_INVALID) and the exit code is 2. Logs go to standard error only \
+(level from PROM_LOG, default warn). It exits when the host closes standard input.";
+
+const CONNECT_EXAMPLE: &str = "Claude Desktop (claude_desktop_config.json) or Cursor (mcp.json):\n\n\
+{\n\
+  \"mcpServers\": {\n\
+    \"prometheus-demo\": {\n\
+      \"command\": \"/path/to/prom\",\n\
+      \"args\": [\"connect\", \"http://127.0.0.1:7070/mcp/demo\"],\n\
+      \"env\": { \"PROMETHEUS_API_KEY\": \"prom_live_...\" }\n\
+    }\n\
+  }\n\
+}";
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The gateway's MCP endpoint of one service, e.g. http://127.0.0.1:7070/mcp/demo.
+    pub url: reqwest::Url,
+    /// How the key is sent: `Authorization: Bearer KEY` or `x-api-key: KEY`.
+    #[arg(long, value_enum, default_value_t = KeyHeader::Bearer)]
+    pub key_header: KeyHeader,
+}
+
+/// The HTTP header that carries the agent key; the gateway accepts both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer KEY`
+    Bearer,
+    /// `x-api-key: KEY`
+    XApiKey,
 }

@@ -1,9 +1,10 @@
-//! The management API under `/v1`: sign-in, API keys, the audit log, `whoami`, and the OpenAPI
-//! document that describes them (generated from the handlers' annotations).
+//! The management API under `/v1`: sign-in, API keys, services, the audit log, `whoami`, and the
+//! OpenAPI document that describes them (generated from the handlers' annotations).
 
 pub mod audit;
 pub mod health;
 pub mod keys;
+pub mod services;
 pub mod session;
 pub mod views;
 pub mod whoami;
@@ -67,6 +68,11 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{id}", delete(keys::delete_key).get(keys::get_key))
         .route("/keys/{id}/revoke", post(keys::revoke_key))
         .route("/keys/{id}/rotate", post(keys::rotate_key))
+        .route("/services", post(services::create_service).get(services::list_services))
+        .route(
+            "/services/{slug}",
+            get(services::get_service).patch(services::update_service).delete(services::delete_service),
+        )
         .route("/audit", get(audit::list_audit))
         .route("/whoami", get(whoami::whoami))
         .route("/openapi.json", get(openapi))
@@ -84,7 +90,7 @@ pub async fn method_not_allowed() -> ApiError {
 
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Prometheus management API", description = "API keys, sign-in and the audit log of a Prometheus gateway."),
+    info(title = "Prometheus management API", description = "API keys, sign-in, services and the audit log of a Prometheus gateway."),
     paths(
         session::login,
         session::logout,
@@ -94,6 +100,11 @@ pub async fn method_not_allowed() -> ApiError {
         keys::revoke_key,
         keys::delete_key,
         keys::rotate_key,
+        services::create_service,
+        services::list_services,
+        services::get_service,
+        services::update_service,
+        services::delete_service,
         audit::list_audit,
         whoami::whoami,
         health::healthz,

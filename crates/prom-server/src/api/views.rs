@@ -1,8 +1,11 @@
 //! JSON on the wire. These are not database rows: each is mapped explicitly from domain records,
 //! so a new column never leaks into a response by accident.
 
+use std::collections::BTreeMap;
+
 use prom_core::access::Scope;
 use prom_core::audit::{ActorView, AuditEvent, AuditTarget};
+use prom_core::service::{Prices, ServiceRecord, Upstream};
 use prom_core::store::{KeyRecord, KeyStatus};
 use prom_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -102,7 +105,7 @@ pub struct AuditEventView {
     /// `{"type":"user"|"api_key"|"admin_cli"|"anonymous","id","name"}`.
     #[schema(value_type = Object)]
     pub actor: serde_json::Value,
-    /// `{"type":"api_key"|"user","id","label"}`, or null.
+    /// `{"type":"api_key"|"user"|"service","id","label"}`, or null.
     #[schema(value_type = Object)]
     pub target: Option<serde_json::Value>,
     pub ip: Option<String>,
@@ -186,6 +189,112 @@ impl AuditEventView {
             ip: event.ip.clone(),
             user_agent: event.user_agent.clone(),
             details: event.details.clone(),
+        }
+    }
+}
+
+/// Where a service's traffic goes: `{"url"}` (MCP Streamable HTTP) or `{"command","args"?,"env"?}`
+/// (a program the gateway runs and speaks MCP stdio with; only commands the operator allowed).
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// An absolute `http://` or `https://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A command listed in the server's `stdio_upstream_commands`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServiceRequest {
+    /// The URL name: `/mcp/{slug}`. 2–63 lowercase letters, digits and dashes.
+    pub slug: String,
+    /// What the App Store shows, 1–100 characters.
+    pub name: String,
+    /// At most 2000 characters.
+    #[serde(default)]
+    pub description: String,
+    pub upstream: UpstreamSpec,
+    /// Price per tool in the token's smallest unit, as decimal strings (`{"search":"250"}`).
+    /// Tools without a price are free.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub prices: BTreeMap<String, serde_json::Value>,
+}
+
+/// A partial update: fields left out stay as they are; `prices` replaces the whole price list.
+/// The slug cannot change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServiceRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub upstream: Option<UpstreamSpec>,
+    #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub prices: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// A service as the App Store lists it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServiceView {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    /// The slug of the tenant that published the service.
+    pub publisher: String,
+    /// Price per tool in the token's smallest unit, as decimal strings.
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub prices: Prices,
+    /// Where agents connect: `/mcp/{slug}` on this server.
+    pub mcp_path: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Shown only to signed-in members of the publishing tenant (not to agents, not to other
+    /// tenants): URLs and stdio environments may hold credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSpec>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServiceListView {
+    pub services: Vec<ServiceView>,
+}
+
+impl UpstreamSpec {
+    pub fn of(upstream: &Upstream) -> Self {
+        match upstream {
+            Upstream::Http { url } => Self { url: Some(url.clone()), ..Self::default() },
+            Upstream::Stdio { command, args, env } => {
+                Self { url: None, command: Some(command.clone()), args: Some(args.clone()), env: Some(env.clone()) }
+            }
+        }
+    }
+}
+
+impl ServiceView {
+    /// The view of `record` published by the tenant `publisher`; `with_upstream` only for that
+    /// tenant's signed-in members.
+    pub fn of(record: &ServiceRecord, publisher: &str, with_upstream: bool) -> Self {
+        Self {
+            slug: record.slug.to_string(),
+            name: record.name.clone(),
+            description: record.description.clone(),
+            publisher: publisher.to_owned(),
+            prices: record.prices.clone(),
+            mcp_path: format!("/mcp/{}", record.slug),
+            created_at: record.created_at.to_string(),
+            updated_at: record.updated_at.to_string(),
+            upstream: with_upstream.then(|| UpstreamSpec::of(&record.upstream)),
         }
     }
 }

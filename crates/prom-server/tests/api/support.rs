@@ -248,6 +248,11 @@ impl Client {
     pub async fn delete(&self, path: &str, cred: Cred<'_>) -> (StatusCode, Value) {
         self.send(self.request(Method::DELETE, path, cred)).await.pair()
     }
+
+    /// PATCHes `body` as JSON.
+    pub async fn patch(&self, path: &str, cred: Cred<'_>, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::PATCH, path, cred).json(body)).await.pair()
+    }
 }
 
 impl TestResponse {
@@ -325,6 +330,17 @@ impl TestUser {
         self.client.delete(path, self.cred()).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.client.patch(path, self.cred(), &body).await
+    }
+
+    /// Publishes `slug` with an HTTP upstream and `prices` through the API; returns its view.
+    pub async fn create_service(&self, slug: &str, prices: Value) -> Value {
+        let (status, body) = self.post("/v1/services", service_body(slug, prices)).await;
+        assert_eq!(status, StatusCode::CREATED, "publishing service {slug:?} failed: {body}");
+        body
+    }
+
     /// Creates a key through the API; returns its id and the key itself.
     pub async fn create_key(&self, label: &str) -> (String, String) {
         let (status, body) = self.post("/v1/keys", json!({ "label": label })).await;
@@ -357,4 +373,15 @@ impl TestUser {
 /// The `action` of each event, in order.
 pub fn actions(events: &[Value]) -> Vec<&str> {
     events.iter().map(|event| event["action"].as_str().unwrap_or("<none>")).collect()
+}
+
+/// A `POST /v1/services` body: `slug` with an HTTP upstream and `prices`.
+pub fn service_body(slug: &str, prices: Value) -> Value {
+    json!({
+        "slug": slug,
+        "name": format!("{slug} service"),
+        "description": format!("What {slug} does."),
+        "upstream": { "url": format!("https://{slug}.example/mcp?token=upstream-secret") },
+        "prices": prices,
+    })
 }

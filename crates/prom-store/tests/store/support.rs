@@ -1,14 +1,17 @@
 //! The suite's one helper: a fresh store per test on either backend, and fixture builders for the
 //! things most tests start from (a tenant with its owner, a minted key, an audit listing).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use prom_core::access::{Role, Scope};
 use prom_core::audit::{Actor, AuditAction, AuditContext, AuditEvent, AuditFilter, MAX_AUDIT_PAGE};
-use prom_core::id::{KeyId, TenantId};
+use prom_core::id::{KeyId, ServiceId, TenantId};
 use prom_core::kdf::{KdfParams, KeyHasher};
 use prom_core::key::{Environment, PlainKey};
-use prom_core::store::{KeyRecord, KeyStore, NewKey, ProvisionMember, Tenant, UserRecord, UserStore};
+use prom_core::money::Amount;
+use prom_core::service::{Prices, ServiceSlug, Upstream};
+use prom_core::store::{KeyRecord, KeyStore, NewKey, NewService, ProvisionMember, Tenant, UserRecord, UserStore};
 use prom_core::time::Timestamp;
 use prom_core::user::{Email, Label, TenantSlug};
 use prom_store::{Database, SqlStore};
@@ -151,6 +154,28 @@ pub async fn insert_key(
     let (plain, key) = new_key(hasher, owner, label, created_at);
     let record = store.insert_key(key, &owner.ctx()).await.expect("insert the key");
     (plain, record)
+}
+
+/// A service of `owner`'s tenant, ready to register: an HTTP upstream and one priced tool.
+pub fn new_service(owner: &Owner, slug: &str, created_at: Timestamp) -> NewService {
+    NewService {
+        id: ServiceId::new(),
+        tenant_id: owner.tenant.id.clone(),
+        slug: service_slug(slug),
+        name: format!("{slug} service"),
+        description: format!("What {slug} does."),
+        upstream: Upstream::Http { url: format!("https://{slug}.example/mcp") },
+        prices: prices(&[("search", 250)]),
+        created_at,
+    }
+}
+
+pub fn service_slug(raw: &str) -> ServiceSlug {
+    ServiceSlug::parse(raw).expect("a valid service slug")
+}
+
+pub fn prices(entries: &[(&str, u128)]) -> Prices {
+    entries.iter().map(|(tool, units)| ((*tool).to_owned(), Amount::new(*units))).collect::<BTreeMap<_, _>>()
 }
 
 /// `at` moved by `ms` milliseconds (either way).

@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod connect;
 mod keys;
 mod serve;
 mod session;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(command) => keys::run(command).await,
             Command::Audit(args) => keys::audit(args).await,
             Command::Whoami(args) => session::whoami(args).await,
+            Command::Connect(args) => connect::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,236 @@
+//! The only part of an MCP message the gateway reads: the JSON-RPC envelope (`method`, `id`,
+//! `params.name`/`params.uri`, `params._meta.progressToken`). Everything else passes untouched.
+
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Header mirroring the JSON-RPC method (MCP 2026-07-28, SEP-2243).
+pub const MCP_METHOD: &str = "mcp-method";
+/// Header mirroring the target name (`params.name`, or `params.uri` for resources).
+pub const MCP_NAME: &str = "mcp-name";
+/// JSON-RPC error code for a header that disagrees with the body (MCP 2026-07-28).
+pub const HEADER_MISMATCH_CODE: i64 = -32020;
+
+#[derive(Debug, Deserialize)]
+struct RawEnvelope {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<RawParams>,
+    #[serde(default)]
+    result: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawParams {
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    uri: Option<Value>,
+}
+
+/// What a client sent in one POST.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Envelope {
+    /// A request: the gateway waits for the response with the same id.
+    Request { id: Value, method: String, target: Option<String> },
+    /// A notification (no id): upstream answers 202.
+    Notification { method: String },
+    /// The client's answer to a server-to-client request (sampling, elicitation, roots).
+    Response { id: Value },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("the body is not a JSON-RPC message: {0}")]
+    NotJson(String),
+    #[error("JSON-RPC batches are not part of MCP (removed in 2025-06-18); send one message per request")]
+    Batch,
+    #[error("the message has neither a method nor a result or error")]
+    Shapeless,
+}
+
+impl Envelope {
+    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(EnvelopeError::Batch);
+        }
+        let raw: RawEnvelope = serde_json::from_slice(body).map_err(|err| EnvelopeError::NotJson(err.to_string()))?;
+        match (raw.method, raw.id) {
+            (Some(method), Some(id)) if !id.is_null() => {
+                let target = raw.params.and_then(|p| p.name.or(p.uri)).and_then(|v| v.as_str().map(str::to_owned));
+                Ok(Self::Request { id, method, target })
+            }
+            (Some(method), _) => Ok(Self::Notification { method }),
+            (None, Some(id)) if raw.result.is_some() || raw.error.is_some() => Ok(Self::Response { id }),
+            _ => Err(EnvelopeError::Shapeless),
+        }
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Self::Request { method, .. } | Self::Notification { method } => Some(method),
+            Self::Response { .. } => None,
+        }
+    }
+
+    /// The tool of a `tools/call`.
+    pub fn tool(&self) -> Option<&str> {
+        match self {
+            Self::Request { method, target, .. } if method == "tools/call" => target.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&Value> {
+        match self {
+            Self::Request { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Checks `Mcp-Method`/`Mcp-Name` against the body. Intermediaries (rate limiters, this
+    /// gateway's own metering) may act on the headers while the upstream executes the body, so a
+    /// disagreement is refused rather than forwarded. `modern` (protocol 2026-07-28 or later)
+    /// makes the headers mandatory as the specification does.
+    pub fn check_headers(&self, headers: &HeaderMap, modern: bool) -> Result<(), String> {
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        let Some(method) = self.method() else { return Ok(()) };
+        match header(MCP_METHOD) {
+            Some(value) if value != method => {
+                return Err(format!("the Mcp-Method header ({value:?}) does not match the body's method ({method:?})"));
+            }
+            None if modern => return Err("the Mcp-Method header is required at protocol 2026-07-28".into()),
+            _ => {}
+        }
+        let target = match self {
+            Self::Request { target, method, .. }
+                if matches!(method.as_str(), "tools/call" | "resources/read" | "prompts/get") =>
+            {
+                target.as_deref()
+            }
+            _ => None,
+        };
+        match (header(MCP_NAME), target) {
+            (Some(value), Some(target)) if value != target => {
+                Err(format!("the Mcp-Name header ({value:?}) does not match the body's target ({target:?})"))
+            }
+            (None, Some(_)) if modern => Err(format!("the Mcp-Name header is required for {method}")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How a JSON-RPC request ended, as seen in the upstream's response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A result (for `tools/call`, without `isError`).
+    Ok,
+    /// A `tools/call` result with `isError: true`.
+    ToolError,
+    /// A JSON-RPC error response.
+    RpcError,
+    /// The upstream answered with an HTTP error, failed, or timed out.
+    UpstreamError,
+    /// The response never came (the stream ended or the client went away first).
+    Incomplete,
+}
+
+impl Outcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ToolError => "tool_error",
+            Self::RpcError => "rpc_error",
+            Self::UpstreamError => "upstream_error",
+            Self::Incomplete => "incomplete",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawResponse {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    result: Option<RawResult>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawResult {
+    #[serde(default, rename = "isError")]
+    is_error: Option<bool>,
+}
+
+/// If `message` is the response to request `id`, how it ended.
+pub fn response_outcome(message: &[u8], id: &Value) -> Option<Outcome> {
+    let raw: RawResponse = serde_json::from_slice(message).ok()?;
+    if raw.id.as_ref() != Some(id) {
+        return None;
+    }
+    match (raw.result, raw.error) {
+        (Some(result), _) if result.is_error == Some(true) => Some(Outcome::ToolError),
+        (Some(_), _) => Some(Outcome::Ok),
+        (None, Some(_)) => Some(Outcome::RpcError),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn classifies_messages() {
+        let call = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"fortune","arguments":{}}}"#;
+        let env = Envelope::parse(call).unwrap();
+        assert_eq!(env.tool(), Some("fortune"));
+        assert_eq!(env.request_id(), Some(&json!(7)));
+        assert_eq!(
+            Envelope::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap(),
+            Envelope::Notification { method: "notifications/initialized".into() }
+        );
+        assert_eq!(
+            Envelope::parse(br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#).unwrap(),
+            Envelope::Response { id: json!("s1") }
+        );
+        assert_eq!(Envelope::parse(b"[{}]"), Err(EnvelopeError::Batch));
+        assert!(matches!(Envelope::parse(b"nope"), Err(EnvelopeError::NotJson(_))));
+        assert_eq!(Envelope::parse(br#"{"jsonrpc":"2.0","id":1}"#), Err(EnvelopeError::Shapeless));
+    }
+
+    #[test]
+    fn checks_mirrored_headers() {
+        let env = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#).unwrap();
+        let mut headers = HeaderMap::new();
+        assert!(env.check_headers(&headers, false).is_ok());
+        assert!(env.check_headers(&headers, true).is_err());
+        headers.insert(MCP_METHOD, HeaderValue::from_static("tools/call"));
+        headers.insert(MCP_NAME, HeaderValue::from_static("echo"));
+        assert!(env.check_headers(&headers, true).is_ok());
+        headers.insert(MCP_NAME, HeaderValue::from_static("fortune"));
+        assert!(env.check_headers(&headers, false).unwrap_err().contains("Mcp-Name"));
+        headers.insert(MCP_METHOD, HeaderValue::from_static("tools/list"));
+        assert!(env.check_headers(&headers, false).unwrap_err().contains("Mcp-Method"));
+    }
+
+    #[test]
+    fn reads_outcomes() {
+        let id = json!(3);
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#, &id), Some(Outcome::Ok));
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3,"result":{"isError":true}}"#, &id), Some(Outcome::ToolError));
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"x"}}"#, &id), Some(Outcome::RpcError));
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":4,"result":{}}"#, &id), None);
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &id), None);
+    }
+}

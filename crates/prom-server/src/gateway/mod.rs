@@ -1,0 +1,300 @@
+//! The MCP gateway: `/mcp/{service}` speaks MCP Streamable HTTP (POST, GET, DELETE) and passes
+//! each request to the service's upstream after authenticating it afresh.
+//!
+//! What the gateway owns, and nothing more: the credential (checked here, never forwarded), the
+//! `Origin` check, the session binding (an upstream session id only works with the key that
+//! opened it), the `Mcp-Method`/`Mcp-Name` consistency check, and the metering of each JSON-RPC
+//! request (method, tool, outcome, latency, bytes). Bodies are relayed untouched; SSE events go
+//! out as they arrive with their `id:`/`retry:` lines intact.
+
+mod envelope;
+mod relay;
+pub mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prom_core::access::Scope;
+use prom_core::service::{ServiceRecord, ServiceSlug, Upstream};
+use serde_json::{Value, json};
+
+pub use self::envelope::{Envelope, Outcome};
+use self::envelope::{EnvelopeError, HEADER_MISMATCH_CODE};
+use self::relay::Watch;
+use self::sessions::SessionBindings;
+use crate::auth::{AgentPrincipal, Principal};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::usage::KeyUser;
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+
+/// Request headers passed to the upstream. Everything else — above all `Authorization`,
+/// `x-api-key` and cookies — stays at the gateway.
+const FORWARDED_REQUEST_HEADERS: [&str; 8] = [
+    "content-type",
+    "accept",
+    MCP_PROTOCOL_VERSION,
+    MCP_SESSION_ID,
+    "last-event-id",
+    envelope::MCP_METHOD,
+    envelope::MCP_NAME,
+    "user-agent",
+];
+
+/// Response headers passed back to the agent.
+const FORWARDED_RESPONSE_HEADERS: [&str; 6] =
+    ["content-type", MCP_SESSION_ID, MCP_PROTOCOL_VERSION, "cache-control", "retry-after", "allow"];
+
+#[derive(Debug)]
+pub struct Gateway {
+    client: reqwest::Client,
+    pub sessions: SessionBindings,
+    pub metrics: Arc<Metrics>,
+    max_request_bytes: usize,
+    upstream_timeout: Duration,
+    allowed_origins: Vec<String>,
+}
+
+impl Gateway {
+    pub fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            client,
+            sessions: SessionBindings::default(),
+            metrics,
+            max_request_bytes: config.max_mcp_request_bytes,
+            upstream_timeout: Duration::from_secs(config.upstream_timeout_secs),
+            allowed_origins: config.allowed_origins.clone(),
+        })
+    }
+
+    /// Browsers send `Origin`; MCP clients outside a browser do not. A page on another origin must
+    /// not be able to drive an agent's session (DNS rebinding), so a present, unlisted origin is
+    /// refused.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+        let origin = origin.to_str().unwrap_or_default();
+        if self.allowed_origins.iter().any(|allowed| allowed == origin || allowed == "*") {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "requests from the web origin {origin:?} are not allowed; an operator can allow it with allowed_origins"
+        )))
+    }
+}
+
+/// `POST|GET|DELETE /mcp/{service}`.
+pub async fn handle(State(state): State<AppState>, Path(slug): Path<String>, request: Request) -> Response {
+    match serve(&state, &slug, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// A failure the agent's MCP client should read as a JSON-RPC error.
+fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: String) -> Response {
+    let body = json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Response, ApiError> {
+    let gateway = &state.gateway;
+    let (mut parts, body) = request.into_parts();
+    gateway.check_origin(&parts.headers)?;
+    let principal = Principal::from_request_parts(&mut parts, state).await?;
+    let agent = principal.require_scope(Scope::AgentConnect)?.clone();
+    let not_found = || ApiError::NotFound(format!("no service named {slug:?}; list services with GET /v1/services"));
+    let slug = ServiceSlug::parse(slug).map_err(|_| not_found())?;
+    let service = state.services.get(&slug).await?.ok_or_else(not_found)?;
+    let session = parts.headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(session) = &session {
+        if !gateway.sessions.allows(slug.as_str(), session, &agent.key_id) {
+            return Err(ApiError::NotFound(
+                "this MCP session does not exist or belongs to another key; start a new session (initialize)".into(),
+            ));
+        }
+    }
+    match parts.method {
+        Method::POST => post(state, &service, &agent, &parts.headers, body).await,
+        Method::GET => match session {
+            Some(_) => forward(state, &service, &agent, Method::GET, &parts.headers, None, None).await,
+            // Stateless (2026-07-28) servers have no GET stream; let the upstream say so (405).
+            None => forward(state, &service, &agent, Method::GET, &parts.headers, None, None).await,
+        },
+        Method::DELETE => {
+            let response = forward(state, &service, &agent, Method::DELETE, &parts.headers, None, None).await?;
+            if let (Some(session), true) = (&session, response.status().is_success()) {
+                gateway.sessions.unbind(slug.as_str(), session);
+            }
+            Ok(response)
+        }
+        _ => Err(ApiError::MethodNotAllowed("MCP endpoints accept POST, GET and DELETE".into())),
+    }
+}
+
+async fn post(
+    state: &AppState,
+    service: &Arc<ServiceRecord>,
+    agent: &Arc<AgentPrincipal>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let gateway = &state.gateway;
+    let bytes = axum::body::to_bytes(body, gateway.max_request_bytes).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!("MCP messages through the gateway are at most {} bytes", gateway.max_request_bytes))
+    })?;
+    let envelope = match Envelope::parse(&bytes) {
+        Ok(envelope) => envelope,
+        Err(err @ EnvelopeError::NotJson(_)) => return Ok(rpc_error(StatusCode::BAD_REQUEST, None, -32700, err.to_string())),
+        Err(err) => return Ok(rpc_error(StatusCode::BAD_REQUEST, None, -32600, err.to_string())),
+    };
+    let modern = headers
+        .get(MCP_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|version| version >= "2026-07-28");
+    if let Err(message) = envelope.check_headers(headers, modern) {
+        return Ok(rpc_error(StatusCode::BAD_REQUEST, envelope.request_id(), HEADER_MISMATCH_CODE, message));
+    }
+    let watch = match &envelope {
+        Envelope::Request { id, method, .. } => Some(Watch::new(
+            id.clone(),
+            service.slug.clone(),
+            method.clone(),
+            envelope.tool().map(str::to_owned),
+            bytes.len(),
+            KeyUser {
+                key_id: agent.key_id.clone(),
+                tenant_id: agent.tenant_id.clone(),
+                label: agent.label.to_string(),
+                display: agent.display.clone(),
+            },
+            state.usage.clone(),
+            gateway.metrics.clone(),
+        )),
+        _ => None,
+    };
+    let is_initialize = envelope.method() == Some("initialize");
+    let response = forward(state, service, agent, Method::POST, headers, Some(bytes), watch).await?;
+    if is_initialize {
+        if let Some(session) = response.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()) {
+            gateway.sessions.bind(service.slug.as_str(), session, &agent.key_id);
+        }
+    }
+    Ok(response)
+}
+
+/// Sends one request upstream and relays the answer.
+async fn forward(
+    state: &AppState,
+    service: &ServiceRecord,
+    agent: &AgentPrincipal,
+    method: Method,
+    headers: &HeaderMap,
+    body: Option<bytes::Bytes>,
+    mut watch: Option<Watch>,
+) -> Result<Response, ApiError> {
+    let gateway = &state.gateway;
+    let url = match &service.upstream {
+        Upstream::Http { url } => url,
+        Upstream::Stdio { .. } => {
+            return Err(ApiError::Unavailable(format!(
+                "service {} runs as a local command, which this gateway cannot serve yet",
+                service.slug
+            )));
+        }
+    };
+    let mut request = gateway.client.request(method, url);
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    request = request
+        .header("x-prometheus-tenant-id", agent.tenant_id.as_str())
+        .header("x-prometheus-key-id", agent.key_id.as_str())
+        .header("x-prometheus-service", service.slug.as_str());
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let service_name = service.slug.as_str();
+    let upstream = match tokio::time::timeout(gateway.upstream_timeout, request.send()).await {
+        Err(_) => {
+            gateway.metrics.upstream_error(service_name, "timeout");
+            if let Some(watch) = &mut watch {
+                watch.finish(Outcome::UpstreamError);
+            }
+            return Err(ApiError::UpstreamTimeout(format!(
+                "the service {service_name} did not answer within {} s; try again later",
+                gateway.upstream_timeout.as_secs()
+            )));
+        }
+        Ok(Err(err)) => {
+            let kind = if err.is_connect() { "connect" } else { "request" };
+            gateway.metrics.upstream_error(service_name, kind);
+            tracing::warn!(service = service_name, error = %err, "upstream request failed");
+            if let Some(watch) = &mut watch {
+                watch.finish(Outcome::UpstreamError);
+            }
+            return Err(ApiError::UpstreamUnavailable(format!(
+                "the service {service_name} cannot be reached right now ({kind} failed); try again later"
+            )));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = upstream.status();
+    if matches!(status.as_u16(), 401 | 403 | 407) {
+        // The upstream refused the gateway itself: an operator's problem, not the agent's key.
+        gateway.metrics.upstream_error(service_name, "auth");
+        if let Some(watch) = &mut watch {
+            watch.finish(Outcome::UpstreamError);
+        }
+        return Err(ApiError::UpstreamUnavailable(format!(
+            "the service {service_name} refused the gateway (HTTP {}); its operator must fix the upstream's credentials",
+            status.as_u16()
+        )));
+    }
+    if status.is_server_error() {
+        gateway.metrics.upstream_error(service_name, "status_5xx");
+    }
+    if !status.is_success() {
+        if let Some(watch) = &mut watch {
+            watch.finish(Outcome::UpstreamError);
+        }
+    }
+    let mut response = Response::builder().status(status.as_u16());
+    if let Some(out) = response.headers_mut() {
+        for name in FORWARDED_RESPONSE_HEADERS {
+            if let Some(value) = upstream.headers().get(name) {
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
+                {
+                    out.insert(name, value);
+                }
+            }
+        }
+    }
+    let is_sse = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let body = if is_sse {
+        response = response.header("x-accel-buffering", "no");
+        relay::relay_sse(upstream, watch)
+    } else {
+        relay::relay_json(upstream, watch)
+    };
+    response.body(body).map_err(ApiError::internal)
+}

@@ -1,0 +1,180 @@
+//! Relaying an upstream response to the agent, byte for byte and chunk by chunk, while watching
+//! for the JSON-RPC response that ends the request (to record its outcome and latency).
+//!
+//! JSON responses are watched as they stream (the body is kept, up to a cap, only to read the
+//! envelope at the end). SSE responses are relayed unbuffered; a copy of each chunk goes to a
+//! watcher task that parses the events with `sse-stream` and looks for the response whose id
+//! matches the request. Nothing the agent receives is altered or delayed by the watching.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use prom_core::service::ServiceSlug;
+use prom_core::time::Timestamp;
+use prom_core::usage::UsageEvent;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::envelope::{Outcome, response_outcome};
+use crate::metrics::{Metrics, RequestLabels, ServiceLabel};
+use crate::usage::{KeyUser, UsageRecorder};
+
+/// Largest JSON response body kept for reading its envelope.
+const MAX_WATCHED_JSON: usize = 4 * 1024 * 1024;
+
+/// One JSON-RPC request being watched until its response is seen. Dropping it unfinished records
+/// the request as `incomplete`, so every request produces exactly one usage event.
+#[derive(Debug)]
+pub struct Watch {
+    started: Instant,
+    request_id: Value,
+    service: ServiceSlug,
+    method: String,
+    tool: Option<String>,
+    request_bytes: i64,
+    response_bytes: Arc<AtomicI64>,
+    user: KeyUser,
+    usage: UsageRecorder,
+    metrics: Arc<Metrics>,
+    finished: bool,
+}
+
+impl Watch {
+    #[expect(clippy::too_many_arguments, reason = "a plain record of what one request was")]
+    pub fn new(
+        request_id: Value,
+        service: ServiceSlug,
+        method: String,
+        tool: Option<String>,
+        request_bytes: usize,
+        user: KeyUser,
+        usage: UsageRecorder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            started: Instant::now(),
+            request_id,
+            service,
+            method,
+            tool,
+            request_bytes: i64::try_from(request_bytes).unwrap_or(i64::MAX),
+            response_bytes: Arc::new(AtomicI64::new(0)),
+            user,
+            usage,
+            metrics,
+            finished: false,
+        }
+    }
+
+    pub fn finish(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let elapsed = self.started.elapsed();
+        let service = self.service.to_string();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                service: service.clone(),
+                method: self.method.clone(),
+                outcome: outcome.as_str().to_owned(),
+            })
+            .inc();
+        self.metrics.latency.get_or_create(&ServiceLabel { service }).observe(elapsed.as_secs_f64());
+        self.usage.record_event(
+            UsageEvent {
+                at: Timestamp::now(),
+                tenant_id: self.user.tenant_id.clone(),
+                key_id: self.user.key_id.clone(),
+                service: self.service.clone(),
+                method: std::mem::take(&mut self.method),
+                tool: self.tool.take(),
+                outcome: outcome.as_str().to_owned(),
+                latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
+                request_bytes: self.request_bytes,
+                response_bytes: self.response_bytes.load(Ordering::Relaxed),
+            },
+            self.user.clone(),
+        );
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.finish(Outcome::Incomplete);
+    }
+}
+
+type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// A JSON body: relayed chunk by chunk, read once complete.
+pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
+    let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
+    let state = (stream, watch, BytesMut::new());
+    Body::from_stream(futures_util::stream::unfold(state, |(mut stream, mut watch, mut kept)| async move {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                if let Some(watch) = &watch {
+                    watch.response_bytes.fetch_add(chunk.len() as i64, Ordering::Relaxed);
+                    if kept.len() + chunk.len() <= MAX_WATCHED_JSON {
+                        kept.extend_from_slice(&chunk);
+                    }
+                }
+                Some((Ok::<Bytes, reqwest::Error>(chunk), (stream, watch, kept)))
+            }
+            Some(Err(err)) => {
+                if let Some(watch) = &mut watch {
+                    watch.finish(Outcome::UpstreamError);
+                }
+                Some((Err(err), (stream, None, kept)))
+            }
+            None => {
+                if let Some(mut watch) = watch.take() {
+                    let outcome = response_outcome(&kept, &watch.request_id).unwrap_or(Outcome::Incomplete);
+                    watch.finish(outcome);
+                }
+                None
+            }
+        }
+    }))
+}
+
+/// An SSE body: relayed unbuffered, each chunk also handed to a watcher.
+pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
+    let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
+    let Some(watch) = watch else {
+        return Body::from_stream(stream);
+    };
+    let counter = watch.response_bytes.clone();
+    let (copies, received) = mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(watch_sse(received, watch));
+    Body::from_stream(stream.map(move |item| {
+        if let Ok(chunk) = &item {
+            counter.fetch_add(chunk.len() as i64, Ordering::Relaxed);
+            // The watcher may have finished already; then copies are simply not needed.
+            let _ = copies.send(chunk.clone());
+        }
+        item
+    }))
+}
+
+async fn watch_sse(received: mpsc::UnboundedReceiver<Bytes>, mut watch: Watch) {
+    let chunks = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|chunk| (Ok::<Bytes, std::convert::Infallible>(chunk), received))
+    });
+    let mut events = std::pin::pin!(sse_stream::SseStream::from_bytes_stream(chunks));
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { break };
+        let Some(data) = event.data else { continue };
+        if let Some(outcome) = response_outcome(data.as_bytes(), &watch.request_id) {
+            watch.finish(outcome);
+            return;
+        }
+    }
+    // The stream ended (or the agent left) before the response: `Drop` records `incomplete`.
+}

@@ -1,0 +1,382 @@
+//! `prom connect URL`: the stdio MCP server that MCP hosts (Claude Desktop, Cursor, …) start as a
+//! command, forwarding everything to a gateway endpoint over MCP Streamable HTTP with the agent's key.
+//!
+//! Both ends are rmcp transports: the host's end is the stdio server transport, the gateway's the
+//! Streamable HTTP client transport. rmcp types the two directions with the same message types (what
+//! a client sends is what a server receives), so a message read from one end is written to the
+//! other as it is: requests and their responses, notifications (progress, logging, cancellation),
+//! the gateway's own requests (sampling, elicitation, roots) and the host's answers, and methods
+//! rmcp does not know, which its `Custom*` variants carry with their method and params. The HTTP
+//! transport owns the session: `Mcp-Session-Id`, `MCP-Protocol-Version`, the GET stream for
+//! server-initiated messages, resuming with `Last-Event-ID`, re-initialising an expired session, and
+//! DELETE when we close it.
+//!
+//! This file adds only what a bridge needs on top: answering a request the gateway never got with a
+//! JSON-RPC error, telling a refused key (`TOKEN_INVALID`) apart from an outage, and ending cleanly.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::bail;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
+use rmcp::RoleServer;
+use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::streamable_http_client::{StreamableHttpClientTransportConfig, StreamableHttpError};
+use rmcp::transport::{StreamableHttpClientTransport, Transport};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+use super::EXIT_USAGE;
+use crate::cli::{ConnectArgs, KeyHeader};
+
+/// Where the agent key is read from, in this order; an empty value counts as unset.
+const KEY_VARIABLES: [&str; 2] = ["PROMETHEUS_API_KEY", "AGENT_TOKEN"];
+
+/// JSON-RPC error code of a request that was not forwarded because the gateway refused the key.
+/// JSON-RPC leaves -32000 to -32099 to implementations; the message carries the Prometheus code.
+const KEY_REFUSED: ErrorCode = ErrorCode(-32001);
+
+/// How long requests in flight may still be answered after the host closed standard input.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Upper bound on the request that asks the gateway why a message was refused.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type GatewayError = StreamableHttpError<reqwest::Error>;
+
+pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    // Before anything else, standard input included: a host shows this line to the user.
+    let Some(key) = AgentKey::from_env() else {
+        eprintln!(
+            "TOKEN_MISSING: no agent key. Set PROMETHEUS_API_KEY (or AGENT_TOKEN) to a Prometheus API key \
+             (prom_live_… or prom_test_…) in the environment that starts `prom connect`; in Claude Desktop \
+             or Cursor that is the \"env\" object of this server's entry. Mint a key with \
+             `prom keys create --label my-agent`."
+        );
+        exit_now(EXIT_USAGE);
+    };
+    let url = args.url;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("the gateway URL must be http:// or https://, like http://127.0.0.1:7070/mcp/demo");
+    }
+    let Some(credential) = key.header(args.key_header) else {
+        eprintln!(
+            "TOKEN_INVALID: the value of {} cannot be sent in an HTTP header (it has spaces or control \
+             characters). Paste the key exactly as `prom keys create` printed it.",
+            key.variable
+        );
+        exit_now(EXIT_USAGE);
+    };
+    init_logging();
+    tracing::info!(%url, variable = key.variable, "forwarding stdio to the gateway");
+
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+    config = match args.key_header {
+        KeyHeader::Bearer => config.auth_header(key.secret.expose_secret()),
+        KeyHeader::XApiKey => config.custom_headers(HashMap::from([credential.clone()])),
+    };
+    let gateway = StreamableHttpClientTransport::from_config(config);
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    let host = AsyncRwTransport::<RoleServer, _, _>::new_server(stdin, stdout);
+    let probe = Probe { http: reqwest::Client::new(), url: url.clone(), credential };
+
+    match Bridge::new(host, gateway, probe).run().await {
+        Ending::HostClosed => Ok(()),
+        Ending::Terminated => exit_now(0),
+        Ending::KeyRefused(refusal) => {
+            eprintln!("{}: {}", refusal.code, refusal.message);
+            eprintln!(
+                "The gateway at {url} refused the key in {} (HTTP {}). Check that it is a current key: \
+                 `prom keys list` shows revoked and expired ones; mint a new one with `prom keys create`, \
+                 put it in {} in your MCP host's configuration, and restart the host.",
+                key.variable, refusal.status, key.variable
+            );
+            exit_now(EXIT_USAGE)
+        }
+        Ending::GatewayClosed => {
+            eprintln!(
+                "error: the connection to the gateway at {url} ended (the reason is logged above); \
+                 is the server running, and is this the MCP endpoint of a service?"
+            );
+            exit_now(1)
+        }
+    }
+}
+
+/// Ends the process without waiting for the runtime. A read of standard input may still be pending
+/// on a blocking thread (Node-based hosts hand us a socket, not a pipe, and only pipes can be read
+/// without one), and the runtime's shutdown would wait for it, while the host waits for us to exit.
+fn exit_now(code: u8) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(i32::from(code))
+}
+
+/// Standard output carries MCP, so every log line goes to standard error.
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("PROM_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The agent key and the variable it came from (named in messages; the key never is).
+struct AgentKey {
+    variable: &'static str,
+    secret: SecretString,
+}
+
+impl AgentKey {
+    fn from_env() -> Option<Self> {
+        KEY_VARIABLES.into_iter().find_map(|variable| {
+            let value = std::env::var(variable).ok()?;
+            let value = value.trim();
+            (!value.is_empty()).then(|| Self { variable, secret: SecretString::from(value) })
+        })
+    }
+
+    /// The header that carries the key, marked sensitive so that it is never logged.
+    fn header(&self, kind: KeyHeader) -> Option<(HeaderName, HeaderValue)> {
+        let (name, value) = match kind {
+            KeyHeader::Bearer => (AUTHORIZATION, format!("Bearer {}", self.secret.expose_secret())),
+            KeyHeader::XApiKey => (HeaderName::from_static("x-api-key"), self.secret.expose_secret().to_owned()),
+        };
+        let mut value = HeaderValue::from_str(&value).ok()?;
+        value.set_sensitive(true);
+        Some((name, value))
+    }
+}
+
+/// The gateway's refusal of the key, as its `{"error":{"code","message"}}` body says.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    code: String,
+    message: String,
+}
+
+/// Asks the gateway why a message could not be delivered. rmcp reports an HTTP 401 either with the
+/// `WWW-Authenticate` challenge alone or with the body inside an error string, so rather than parse
+/// its error text, one GET with the same key reads the gateway's own JSON error.
+struct Probe {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    credential: (HeaderName, HeaderValue),
+}
+
+impl Probe {
+    async fn refusal(&self) -> Option<Refusal> {
+        let (name, value) = self.credential.clone();
+        let request = self.http.get(self.url.clone()).header(ACCEPT, "text/event-stream").header(name, value);
+        let response = match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::debug!(error = %error, "the gateway did not answer the probe");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let status = response.status();
+        if !matches!(status.as_u16(), 401 | 403) {
+            return None;
+        }
+        let body = tokio::time::timeout(PROBE_TIMEOUT, response.json::<Value>()).await.ok()?.unwrap_or_default();
+        let field = |name: &str| body.pointer(&format!("/error/{name}")).and_then(Value::as_str).map(str::to_owned);
+        Some(Refusal {
+            status: status.as_u16(),
+            code: field("code").unwrap_or_else(|| if status.as_u16() == 401 { "TOKEN_INVALID" } else { "FORBIDDEN" }.into()),
+            message: field("message").unwrap_or_else(|| format!("the gateway answered {status}")),
+        })
+    }
+}
+
+/// Why forwarding stopped.
+enum Ending {
+    /// The host closed standard input (or standard output): the normal end.
+    HostClosed,
+    /// SIGTERM or Ctrl-C.
+    Terminated,
+    KeyRefused(Refusal),
+    GatewayClosed,
+}
+
+type HostTransport = AsyncRwTransport<RoleServer, rmcp::transport::StdioReader, rmcp::transport::StdioWriter>;
+type GatewayTransport = StreamableHttpClientTransport<reqwest::Client>;
+
+/// The two transports and the messages in transit between them.
+struct Bridge {
+    host: HostTransport,
+    gateway: GatewayTransport,
+    probe: Probe,
+    /// Deliveries to the gateway, with the id of the request each carries (to answer it on failure).
+    /// Polled in the order they were pushed, so messages reach the transport in the host's order.
+    to_gateway: FuturesUnordered<BoxFuture<'static, (Option<RequestId>, Result<(), GatewayError>)>>,
+    to_host: FuturesUnordered<BoxFuture<'static, std::io::Result<()>>>,
+    /// The host's requests that have not been answered yet.
+    in_flight: HashSet<RequestId>,
+}
+
+impl Bridge {
+    fn new(host: HostTransport, gateway: GatewayTransport, probe: Probe) -> Self {
+        Self {
+            host,
+            gateway,
+            probe,
+            to_gateway: FuturesUnordered::new(),
+            to_host: FuturesUnordered::new(),
+            in_flight: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self) -> Ending {
+        let ending = self.forward().await;
+        // Whatever is on its way to the host (such as the error answering a refused request) is
+        // written before we go.
+        let _ = tokio::time::timeout(DRAIN_GRACE, async { while self.to_host.next().await.is_some() {} }).await;
+        if matches!(ending, Ending::HostClosed | Ending::Terminated) {
+            // Ends the session: DELETE, bounded by rmcp.
+            if let Err(error) = self.gateway.close().await {
+                tracing::debug!(%error, "closing the gateway session");
+            }
+        }
+        ending
+    }
+
+    async fn forward(&mut self) -> Ending {
+        let terminated = terminate_signal();
+        tokio::pin!(terminated);
+        let drain_deadline = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(drain_deadline);
+        let mut host_open = true;
+        let mut gateway_open = true;
+        loop {
+            if !host_open && self.in_flight.is_empty() && self.to_gateway.is_empty() {
+                return Ending::HostClosed;
+            }
+            if !gateway_open && self.to_gateway.is_empty() {
+                // Every delivery has failed or succeeded by now; nobody will answer the rest.
+                for id in std::mem::take(&mut self.in_flight) {
+                    let error = ErrorData::internal_error("the connection to the Prometheus gateway ended", None);
+                    self.send_to_host(ServerJsonRpcMessage::error(error, Some(id)));
+                }
+                return Ending::GatewayClosed;
+            }
+            tokio::select! {
+                message = self.host.receive(), if host_open && gateway_open => match message {
+                    Some(message) => self.send_to_gateway(message),
+                    None => {
+                        tracing::debug!("the host closed standard input");
+                        host_open = false;
+                        drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                    }
+                },
+                message = self.gateway.receive(), if gateway_open => match message {
+                    Some(message) => {
+                        if let Some(id) = answered_request(&message) {
+                            self.in_flight.remove(id);
+                        }
+                        self.send_to_host(message);
+                    }
+                    None => gateway_open = false,
+                },
+                Some((id, result)) = self.to_gateway.next(), if !self.to_gateway.is_empty() => {
+                    if let Err(error) = result {
+                        if let Some(refusal) = self.delivery_failed(id, error).await {
+                            return Ending::KeyRefused(refusal);
+                        }
+                    }
+                }
+                Some(written) = self.to_host.next(), if !self.to_host.is_empty() => {
+                    if let Err(error) = written {
+                        tracing::debug!(%error, "standard output is closed");
+                        return Ending::HostClosed;
+                    }
+                }
+                () = &mut drain_deadline, if !host_open => {
+                    tracing::warn!(unanswered = self.in_flight.len(), "stopping with requests still in flight");
+                    return Ending::HostClosed;
+                }
+                () = &mut terminated => return Ending::Terminated,
+            }
+        }
+    }
+
+    fn send_to_gateway(&mut self, message: ClientJsonRpcMessage) {
+        let id = match &message {
+            ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),
+            _ => None,
+        };
+        if let Some(id) = &id {
+            self.in_flight.insert(id.clone());
+        }
+        let delivery = self.gateway.send(message);
+        self.to_gateway.push(Box::pin(async move { (id, delivery.await) }));
+    }
+
+    fn send_to_host(&mut self, message: ServerJsonRpcMessage) {
+        self.to_host.push(Box::pin(self.host.send(message)));
+    }
+
+    /// A message did not reach the gateway. A request gets a JSON-RPC error in its place, so that
+    /// the host does not wait forever; a refused key ends the bridge.
+    async fn delivery_failed(&mut self, id: Option<RequestId>, error: GatewayError) -> Option<Refusal> {
+        // Once the transport has stopped, every delivery fails alike: there is nothing to ask.
+        let refusal = match error {
+            StreamableHttpError::TransportChannelClosed => None,
+            _ => self.probe.refusal().await,
+        };
+        match &refusal {
+            Some(refusal) => tracing::debug!(code = %refusal.code, "the gateway refused the key"),
+            None => tracing::warn!(%error, "could not forward a message to the gateway"),
+        }
+        if let Some(id) = id.filter(|id| self.in_flight.remove(id)) {
+            let error = match &refusal {
+                Some(refusal) => ErrorData::new(
+                    KEY_REFUSED,
+                    format!("{}: {}", refusal.code, refusal.message),
+                    Some(json!({ "code": refusal.code, "message": refusal.message, "status": refusal.status })),
+                ),
+                None => ErrorData::internal_error(format!("prom connect could not reach the gateway: {error}"), None),
+            };
+            self.send_to_host(ServerJsonRpcMessage::error(error, Some(id)));
+        }
+        refusal
+    }
+}
+
+/// The id of the host's request that this message answers, if it is an answer.
+fn answered_request(message: &ServerJsonRpcMessage) -> Option<&RequestId> {
+    match message {
+        ServerJsonRpcMessage::Response(response) => Some(&response.id),
+        ServerJsonRpcMessage::Error(error) => error.id.as_ref(),
+        _ => None,
+    }
+}
+
+async fn terminate_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
