@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub max_mcp_request_bytes: usize,
     /// How long the gateway waits for an upstream to start answering (seconds).
     pub upstream_timeout_secs: u64,
+    /// A stdio upstream's process ends after this long without a request (seconds).
+    pub stdio_idle_secs: u64,
+    /// Most stdio upstream processes running at once.
+    pub max_stdio_sessions: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,8 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_mcp_request_bytes: 4 * 1024 * 1024,
             upstream_timeout_secs: 60,
+            stdio_idle_secs: 600,
+            max_stdio_sessions: 64,
             stdio_upstream_commands: Vec::new(),
         }
     }

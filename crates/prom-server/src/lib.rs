@@ -43,8 +43,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let usage = state.usage.clone();
+    let gateway = state.gateway.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    gateway.stdio.shutdown();
     usage.flush().await;
     result
 }

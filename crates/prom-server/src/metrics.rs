@@ -119,7 +119,12 @@ impl prometheus_client::collector::Collector for AuthCollector {
             pool.metric_type(),
         )?)?;
         let cached = ConstGauge::new(self.verifier.cached_keys() as i64);
-        cached.encode(encoder.encode_descriptor("key_cache_entries", "Keys in the verified-key cache", None, cached.metric_type())?)?;
+        cached.encode(encoder.encode_descriptor(
+            "key_cache_entries",
+            "Keys in the verified-key cache",
+            None,
+            cached.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -18,10 +18,10 @@ mod support;
 
 #[path = "api/audit.rs"]
 mod audit;
-#[path = "api/gateway.rs"]
-mod gateway;
 #[path = "api/auth_errors.rs"]
 mod auth_errors;
+#[path = "api/gateway.rs"]
+mod gateway;
 #[path = "api/isolation.rs"]
 mod isolation;
 #[path = "api/keys.rs"]
@@ -36,3 +36,5 @@ mod roles;
 mod rotation;
 #[path = "api/services.rs"]
 mod services;
+#[path = "api/stdio.rs"]
+mod stdio;

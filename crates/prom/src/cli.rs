@@ -197,20 +197,22 @@ unset or empty. Without a key, or when the gateway refuses it, the reason is pri
 error (TOKEN_MISSING or TOKEN_INVALID) and the exit code is 2. Logs go to standard error only \
 (level from PROM_LOG, default warn). It exits when the host closes standard input.";
 
-const CONNECT_EXAMPLE: &str = "Claude Desktop (claude_desktop_config.json) or Cursor (mcp.json):\n\n\
-{\n\
-  \"mcpServers\": {\n\
-    \"prometheus-demo\": {\n\
-      \"command\": \"/path/to/prom\",\n\
-      \"args\": [\"connect\", \"http://127.0.0.1:7070/mcp/demo\"],\n\
-      \"env\": { \"PROMETHEUS_API_KEY\": \"prom_live_...\" }\n\
-    }\n\
-  }\n\
-}";
+const CONNECT_EXAMPLE: &str = r#"Claude Desktop (claude_desktop_config.json) or Cursor (mcp.json):
+
+{
+  "mcpServers": {
+    "prometheus-demo": {
+      "command": "/path/to/prom",
+      "args": ["connect", "http://127.0.0.1:7070/mcp/demo"],
+      "env": { "PROMETHEUS_API_KEY": "prom_live_..." }
+    }
+  }
+}"#;
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// The gateway's MCP endpoint of one service, e.g. http://127.0.0.1:7070/mcp/demo.
+    #[arg(value_parser = gateway_url)]
     pub url: reqwest::Url,
     /// How the key is sent: `Authorization: Bearer KEY` or `x-api-key: KEY`.
     #[arg(long, value_enum, default_value_t = KeyHeader::Bearer)]
@@ -224,4 +226,13 @@ pub enum KeyHeader {
     Bearer,
     /// `x-api-key: KEY`
     XApiKey,
+}
+
+fn gateway_url(value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|error| format!("{error}: give a URL like http://127.0.0.1:7070/mcp/demo"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("{other}:// is not HTTP: give a URL like http://127.0.0.1:7070/mcp/demo")),
+    }
 }

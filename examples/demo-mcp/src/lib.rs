@@ -16,7 +16,7 @@ mod http;
 mod server;
 mod stdio;
 
-pub use countdown::{Countdown, CountdownError, MAX_INTERVAL_MS, MAX_STEPS};
+pub use countdown::{Countdown, CountdownError, DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MAX_STEPS};
 pub use fortune::{FORTUNE_PREFIX, FORTUNES};
 pub use http::{MCP_PATH, router, router_with_sessions, serve_http};
 pub use server::{CountdownParams, DemoServer, EchoParams, SERVER_NAME};

@@ -12,9 +12,12 @@ use rmcp::{
 };
 use serde::Deserialize;
 
-use crate::{countdown::Countdown, fortune::pick_fortune};
+use crate::{
+    countdown::{Countdown, MAX_INTERVAL_MS, MAX_STEPS},
+    fortune::pick_fortune,
+};
 
-/// The name the server reports in `serverInfo`; the gateway's demo catalogue refers to it.
+/// The name the server reports in `serverInfo`.
 pub const SERVER_NAME: &str = "demo-mcp";
 
 const INSTRUCTIONS: &str = "This is the Prometheus demo service, an example paid MCP upstream. \
@@ -35,11 +38,11 @@ pub struct EchoParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CountdownParams {
     /// How many progress notifications to send before answering (1 to 100).
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = MAX_STEPS))]
     pub n: i64,
     /// Milliseconds between two notifications (0 to 1000, default 10).
     #[serde(default)]
-    #[schemars(range(min = 0, max = 1000))]
+    #[schemars(range(min = 0, max = MAX_INTERVAL_MS))]
     pub interval_ms: Option<i64>,
 }
 

@@ -4,11 +4,12 @@
 
 use std::{
     future::Future,
+    process::Stdio,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use demo_mcp::{FORTUNE_PREFIX, FORTUNES, SERVER_NAME};
+use demo_mcp::{Countdown, CountdownError, FORTUNE_PREFIX, FORTUNES, SERVER_NAME};
 use rmcp::{
     ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceError, ServiceExt,
     model::{
@@ -19,7 +20,11 @@ use rmcp::{
     transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess, Transport},
 };
 use serde_json::{Value, json};
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    sync::oneshot,
+    task::JoinHandle,
+};
 
 /// Every test gives up after this rather than hang the suite.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -204,7 +209,10 @@ async fn countdown_sends_progress_in_order_before_its_result() {
         let server = TestServer::spawn().await;
         for era in ERAS {
             let (client, log) = server.connect(era).await;
-            let result = client.call_tool(call("countdown", json!({ "n": 5, "interval_ms": 5 }))).await.unwrap();
+            let started = Instant::now();
+            let result = client.call_tool(call("countdown", json!({ "n": 5, "interval_ms": 20 }))).await.unwrap();
+            // Four pauses separate five notifications.
+            assert!(started.elapsed() >= Duration::from_millis(80), "{era:?}");
             assert_ne!(result.is_error, Some(true), "{era:?}");
             assert_eq!(only_text(&result), "liftoff after 5", "{era:?}");
 
@@ -323,4 +331,56 @@ async fn stdio_binary_serves_echo() {
         client.cancel().await.unwrap();
     })
     .await;
+}
+
+#[tokio::test]
+async fn http_binary_announces_its_address_and_stops_on_sigterm() {
+    with_timeout(async {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo-mcp"))
+            .args(["--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = stderr.next_line().await.unwrap().expect("exited before listening");
+            if let Some(url) = line.strip_prefix("demo-mcp listening on ") {
+                break url.to_owned();
+            }
+        };
+        assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
+
+        let client = client_config(ProtocolVersion::V_2025_11_25)
+            .serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .unwrap();
+        let echoed = client.call_tool(call("echo", json!({ "text": "over http" }))).await.unwrap();
+        assert_eq!(only_text(&echoed), "over http");
+
+        // Supervisors stop the server with SIGTERM; it must exit cleanly even with a session open.
+        let pid = child.id().unwrap().to_string();
+        let killed = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(killed.success());
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status}");
+        drop(client);
+    })
+    .await;
+}
+
+#[test]
+fn countdown_input_is_checked_once() {
+    let countdown = Countdown::parse(1, None).unwrap();
+    assert_eq!((countdown.steps(), countdown.interval()), (1, Duration::from_millis(10)));
+    let countdown = Countdown::parse(100, Some(1_000)).unwrap();
+    assert_eq!((countdown.steps(), countdown.interval()), (100, Duration::from_secs(1)));
+    for n in [0, 101, -3, i64::MAX] {
+        assert_eq!(Countdown::parse(n, None), Err(CountdownError::StepsOutOfRange(n)));
+    }
+    for interval_ms in [-1, 1_001] {
+        assert_eq!(Countdown::parse(5, Some(interval_ms)), Err(CountdownError::IntervalOutOfRange(interval_ms)));
+    }
 }

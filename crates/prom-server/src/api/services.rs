@@ -4,8 +4,9 @@
 //! Anyone authenticated may browse, agents included: they need the list to find what to connect
 //! to. Only owners and admins of the publishing tenant change a service; to every other tenant its
 //! slug is "not found" for changes. The upstream is shown only to signed-in members of the
-//! publishing tenant, since URLs and stdio environments may hold the provider's credentials. A stdio upstream is a program this host runs,
-//! so only commands the operator listed in `stdio_upstream_commands` are accepted.
+//! publishing tenant, since URLs and stdio environments may hold the provider's credentials.
+//! A stdio upstream is a program this host runs, so only commands the operator listed in
+//! `stdio_upstream_commands` are accepted.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -208,7 +209,7 @@ fn view(principal: &Principal, record: &ServiceRecord, publishers: &HashMap<Tena
     (status = 201, body = ServiceView, description = "Published"),
     (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad slug, name, description, upstream or price"),
     (status = 401, body = ErrorBody, description = "TOKEN_MISSING or TOKEN_INVALID"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin; or a stdio command the server does not allow"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin, or a stdio command not allowed"),
     (status = 409, body = ErrorBody, description = "CONFLICT: the slug is taken"),
 ))]
 pub async fn create_service(
@@ -270,7 +271,7 @@ pub async fn get_service(
     params(("slug" = String, Path)), responses(
     (status = 200, body = ServiceView),
     (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad name, description, upstream or price"),
-    (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin; or a stdio command the server does not allow"),
+    (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin, or a stdio command not allowed"),
     (status = 404, body = ErrorBody, description = "NOT_FOUND: no such service published by your tenant"),
 ))]
 pub async fn update_service(

@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn checks_mirrored_headers() {
-        let env = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#).unwrap();
+        let env =
+            Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#).unwrap();
         let mut headers = HeaderMap::new();
         assert!(env.check_headers(&headers, false).is_ok());
         assert!(env.check_headers(&headers, true).is_err());
@@ -228,8 +229,14 @@ mod tests {
     fn reads_outcomes() {
         let id = json!(3);
         assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#, &id), Some(Outcome::Ok));
-        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3,"result":{"isError":true}}"#, &id), Some(Outcome::ToolError));
-        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"x"}}"#, &id), Some(Outcome::RpcError));
+        assert_eq!(
+            response_outcome(br#"{"jsonrpc":"2.0","id":3,"result":{"isError":true}}"#, &id),
+            Some(Outcome::ToolError)
+        );
+        assert_eq!(
+            response_outcome(br#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"x"}}"#, &id),
+            Some(Outcome::RpcError)
+        );
         assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":4,"result":{}}"#, &id), None);
         assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &id), None);
     }

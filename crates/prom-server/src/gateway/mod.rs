@@ -10,6 +10,7 @@
 mod envelope;
 mod relay;
 pub mod sessions;
+mod stdio;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use self::envelope::{Envelope, Outcome};
 use self::envelope::{EnvelopeError, HEADER_MISMATCH_CODE};
 use self::relay::Watch;
 use self::sessions::SessionBindings;
+use self::stdio::{Outgoing, StdioUpstreams};
 use crate::auth::{AgentPrincipal, Principal};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
@@ -57,6 +59,7 @@ const FORWARDED_RESPONSE_HEADERS: [&str; 6] =
 pub struct Gateway {
     client: reqwest::Client,
     pub sessions: SessionBindings,
+    pub stdio: Arc<StdioUpstreams>,
     pub metrics: Arc<Metrics>,
     max_request_bytes: usize,
     upstream_timeout: Duration,
@@ -73,6 +76,7 @@ impl Gateway {
         Ok(Self {
             client,
             sessions: SessionBindings::default(),
+            stdio: StdioUpstreams::new(Duration::from_secs(config.stdio_idle_secs), config.max_stdio_sessions),
             metrics,
             max_request_bytes: config.max_mcp_request_bytes,
             upstream_timeout: Duration::from_secs(config.upstream_timeout_secs),
@@ -126,6 +130,9 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
             ));
         }
     }
+    if let Upstream::Stdio { .. } = &service.upstream {
+        return stdio_request(state, &service, &agent, parts.method, &parts.headers, session.as_deref(), body).await;
+    }
     match parts.method {
         Method::POST => post(state, &service, &agent, &parts.headers, body).await,
         Method::GET => match session {
@@ -144,28 +151,32 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
     }
 }
 
-async fn post(
+/// Reads a POSTed message, checks it, and prepares its metering.
+async fn read_message(
     state: &AppState,
-    service: &Arc<ServiceRecord>,
-    agent: &Arc<AgentPrincipal>,
+    service: &ServiceRecord,
+    agent: &AgentPrincipal,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Result<(bytes::Bytes, Envelope, Option<Watch>), Response>, ApiError> {
     let gateway = &state.gateway;
     let bytes = axum::body::to_bytes(body, gateway.max_request_bytes).await.map_err(|_| {
-        ApiError::PayloadTooLarge(format!("MCP messages through the gateway are at most {} bytes", gateway.max_request_bytes))
+        ApiError::PayloadTooLarge(format!(
+            "MCP messages through the gateway are at most {} bytes",
+            gateway.max_request_bytes
+        ))
     })?;
     let envelope = match Envelope::parse(&bytes) {
         Ok(envelope) => envelope,
-        Err(err @ EnvelopeError::NotJson(_)) => return Ok(rpc_error(StatusCode::BAD_REQUEST, None, -32700, err.to_string())),
-        Err(err) => return Ok(rpc_error(StatusCode::BAD_REQUEST, None, -32600, err.to_string())),
+        Err(err @ EnvelopeError::NotJson(_)) => {
+            return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, None, -32700, err.to_string())));
+        }
+        Err(err) => return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, None, -32600, err.to_string()))),
     };
-    let modern = headers
-        .get(MCP_PROTOCOL_VERSION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|version| version >= "2026-07-28");
+    let modern =
+        headers.get(MCP_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).is_some_and(|version| version >= "2026-07-28");
     if let Err(message) = envelope.check_headers(headers, modern) {
-        return Ok(rpc_error(StatusCode::BAD_REQUEST, envelope.request_id(), HEADER_MISMATCH_CODE, message));
+        return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, envelope.request_id(), HEADER_MISMATCH_CODE, message)));
     }
     let watch = match &envelope {
         Envelope::Request { id, method, .. } => Some(Watch::new(
@@ -185,11 +196,84 @@ async fn post(
         )),
         _ => None,
     };
+    Ok(Ok((bytes, envelope, watch)))
+}
+
+/// A request to a service whose upstream is a local command.
+async fn stdio_request(
+    state: &AppState,
+    service: &ServiceRecord,
+    agent: &AgentPrincipal,
+    method: Method,
+    headers: &HeaderMap,
+    session: Option<&str>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let gateway = &state.gateway;
+    let Upstream::Stdio { command, args, env } = &service.upstream else {
+        return Err(ApiError::internal(std::io::Error::other("not a stdio service")));
+    };
+    let slug = service.slug.as_str();
+    let need_session = || {
+        ApiError::InvalidRequest(format!(
+            "{slug} runs as a local process per MCP session: send initialize first, then the Mcp-Session-Id it returns"
+        ))
+    };
+    match method {
+        Method::POST => {
+            let (bytes, envelope, watch) = match read_message(state, service, agent, headers, body).await? {
+                Ok(read) => read,
+                Err(response) => return Ok(response),
+            };
+            let message = Outgoing::from_body(&bytes)?;
+            match session {
+                Some(session) => gateway.stdio.send(session, &agent.key_id, message, watch).await,
+                None if envelope.method() == Some("initialize") => {
+                    // The allow-list is checked again at spawn time: it may have shrunk since the
+                    // service was registered.
+                    if !state.config.stdio_upstream_commands.iter().any(|allowed| allowed == command) {
+                        return Err(ApiError::Forbidden(format!(
+                            "the command of service {slug} is not in this gateway's stdio_upstream_commands"
+                        )));
+                    }
+                    let session = gateway.stdio.open(slug, &agent.key_id, command, args, env)?;
+                    gateway.sessions.bind(slug, &session, &agent.key_id);
+                    let mut response = gateway.stdio.send(&session, &agent.key_id, message, watch).await?;
+                    if let Ok(value) = HeaderValue::from_str(&session) {
+                        response.headers_mut().insert(HeaderName::from_static(MCP_SESSION_ID), value);
+                    }
+                    Ok(response)
+                }
+                None => Err(need_session()),
+            }
+        }
+        Method::GET => gateway.stdio.listen(session.ok_or_else(need_session)?, &agent.key_id),
+        Method::DELETE => {
+            let session = session.ok_or_else(need_session)?;
+            gateway.stdio.end(session, &agent.key_id)?;
+            gateway.sessions.unbind(slug, session);
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::MethodNotAllowed("MCP endpoints accept POST, GET and DELETE".into())),
+    }
+}
+
+async fn post(
+    state: &AppState,
+    service: &Arc<ServiceRecord>,
+    agent: &Arc<AgentPrincipal>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (bytes, envelope, watch) = match read_message(state, service, agent, headers, body).await? {
+        Ok(read) => read,
+        Err(response) => return Ok(response),
+    };
     let is_initialize = envelope.method() == Some("initialize");
     let response = forward(state, service, agent, Method::POST, headers, Some(bytes), watch).await?;
     if is_initialize {
         if let Some(session) = response.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()) {
-            gateway.sessions.bind(service.slug.as_str(), session, &agent.key_id);
+            state.gateway.sessions.bind(service.slug.as_str(), session, &agent.key_id);
         }
     }
     Ok(response)
@@ -209,10 +293,7 @@ async fn forward(
     let url = match &service.upstream {
         Upstream::Http { url } => url,
         Upstream::Stdio { .. } => {
-            return Err(ApiError::Unavailable(format!(
-                "service {} runs as a local command, which this gateway cannot serve yet",
-                service.slug
-            )));
+            return Err(ApiError::internal(std::io::Error::other("stdio service in the HTTP path")));
         }
     };
     let mut request = gateway.client.request(method, url);

@@ -70,6 +70,10 @@ impl Watch {
         }
     }
 
+    pub fn add_response_bytes(&self, bytes: usize) {
+        self.response_bytes.fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
     pub fn finish(&mut self, outcome: Outcome) {
         if self.finished {
             return;

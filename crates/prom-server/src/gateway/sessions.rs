@@ -30,7 +30,10 @@ impl SessionBindings {
         if self.map.len() >= MAX_SESSIONS {
             self.map.retain(|_, binding| binding.last_seen.elapsed() < IDLE);
         }
-        self.map.insert((service.to_owned(), session.to_owned()), Binding { key_id: key.clone(), last_seen: Instant::now() });
+        self.map.insert(
+            (service.to_owned(), session.to_owned()),
+            Binding { key_id: key.clone(), last_seen: Instant::now() },
+        );
     }
 
     /// Whether `key` may use `session` on `service`.

@@ -48,7 +48,8 @@ async fn upstream_post(State(up): State<Scripted>, headers: HeaderMap, body: Str
     match (message["method"].as_str(), message["params"]["name"].as_str()) {
         (Some("initialize"), _) => {
             let session = format!("sess-{}", up.seen.lock().expect("lock").len());
-            ([("mcp-session-id", session)], result(json!({"protocolVersion":"2025-11-25","capabilities":{}}))).into_response()
+            ([("mcp-session-id", session)], result(json!({"protocolVersion":"2025-11-25","capabilities":{}})))
+                .into_response()
         }
         (Some("tools/call"), Some("echo")) => {
             result(json!({"content":[{"type":"text","text":message["params"]["arguments"]["text"]}]})).into_response()
@@ -70,7 +71,10 @@ async fn upstream_post(State(up): State<Scripted>, headers: HeaderMap, body: Str
 }
 
 /// e1, then (only once the test has read e1) e2, e3 and the final response.
-fn async_stream(gate: Arc<Notify>, final_event: String) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
+fn async_stream(
+    gate: Arc<Notify>,
+    final_event: String,
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
     futures_util::stream::unfold(0u8, move |step| {
         let gate = gate.clone();
         let final_event = final_event.clone();
@@ -160,7 +164,13 @@ fn call(id: u64, tool: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"text":"hi"}}})
 }
 
-async fn mcp_post(app: &TestApp, slug: &str, cred: Cred<'_>, body: &Value, extra: &[(&str, &str)]) -> reqwest::Response {
+async fn mcp_post(
+    app: &TestApp,
+    slug: &str,
+    cred: Cred<'_>,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
     let mut request = app
         .client
         .request(reqwest::Method::POST, &format!("/mcp/{slug}"), cred)
@@ -221,16 +231,19 @@ async fn sse_is_relayed_event_by_event_untouched() {
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
     // The upstream holds e2 back until we have read e1: if the gateway buffered, this would hang.
-    let first = tokio::time::timeout(Duration::from_secs(10), response.chunk()).await.expect("e1 arrives alone").expect("chunk");
+    let first = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("e1 arrives alone")
+        .expect("chunk");
     let mut text = String::from_utf8(first.expect("some bytes").to_vec()).expect("utf8");
     assert!(text.starts_with("id: e1\nretry: 1000\ndata: "), "{text}");
     s.upstream.first_event_read.notify_one();
     while let Some(chunk) = response.chunk().await.expect("chunk") {
         text.push_str(std::str::from_utf8(&chunk).expect("utf8"));
     }
-    let expected: String = [sse_event("e1", &progress(1)), sse_event("e2", &progress(2)), sse_event("e3", &progress(3))]
-        .concat()
-        + &sse_event("e4", &json!({"jsonrpc":"2.0","id":9,"result":{"content":[]}}));
+    let expected: String =
+        [sse_event("e1", &progress(1)), sse_event("e2", &progress(2)), sse_event("e3", &progress(3))].concat()
+            + &sse_event("e4", &json!({"jsonrpc":"2.0","id":9,"result":{"content":[]}}));
     assert_eq!(text, expected, "events arrive byte for byte, ids and retry intact");
 
     s.app.flush_usage().await;
@@ -253,18 +266,22 @@ async fn sessions_are_bound_to_their_key_and_resume_by_last_event_id() {
     let s = setup().await;
     let (_, other_key) = s.owner.create_key("other agent").await;
     let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
-    let response = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &init, &[("mcp-protocol-version", "2025-11-25")]).await;
+    let response =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &init, &[("mcp-protocol-version", "2025-11-25")]).await;
     assert_eq!(response.status(), 200);
     let session = response.headers()["mcp-session-id"].to_str().expect("session").to_owned();
 
     // The same key continues the session; another key of the same tenant cannot ride it.
-    let ok = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(1, "echo"), &[("mcp-session-id", &session)]).await;
+    let ok =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(1, "echo"), &[("mcp-session-id", &session)]).await;
     assert_eq!(ok.status(), 200);
-    let stolen = mcp_post(&s.app, "scripted", Cred::ApiKey(&other_key), &call(2, "echo"), &[("mcp-session-id", &session)]).await;
+    let stolen =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&other_key), &call(2, "echo"), &[("mcp-session-id", &session)]).await;
     assert_eq!(stolen.status(), 404);
     let body: Value = stolen.json().await.expect("json");
     assert_eq!(body["error"]["code"], "NOT_FOUND");
-    let made_up = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(3, "echo"), &[("mcp-session-id", "sess-999")]).await;
+    let made_up =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(3, "echo"), &[("mcp-session-id", "sess-999")]).await;
     assert_eq!(made_up.status(), 404);
     let forwarded_posts = s.upstream.seen.lock().expect("lock").len();
     assert_eq!(forwarded_posts, 2, "refused requests never reach the upstream");
@@ -306,7 +323,8 @@ async fn sessions_are_bound_to_their_key_and_resume_by_last_event_id() {
         .await
         .expect("delete");
     assert_eq!(deleted.status(), 200);
-    let after = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(4, "echo"), &[("mcp-session-id", &session)]).await;
+    let after =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(4, "echo"), &[("mcp-session-id", &session)]).await;
     assert_eq!(after.status(), 404);
 }
 
@@ -359,11 +377,15 @@ async fn origin_auth_and_size_are_checked_first() {
         c.max_mcp_request_bytes = 2048;
     })
     .await;
-    let evil = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(1, "echo"), &[("origin", "https://evil.example")]).await;
+    let evil =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(1, "echo"), &[("origin", "https://evil.example")])
+            .await;
     assert_eq!(evil.status(), 403);
     let body: Value = evil.json().await.expect("json");
     assert_eq!(body["error"]["code"], "FORBIDDEN");
-    let allowed = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(1, "echo"), &[("origin", "https://app.example")]).await;
+    let allowed =
+        mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(1, "echo"), &[("origin", "https://app.example")])
+            .await;
     assert_eq!(allowed.status(), 200);
 
     let huge = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x".repeat(4096)}}});

@@ -13,12 +13,16 @@
 //!
 //! This file adds only what a bridge needs on top: answering a request the gateway never got with a
 //! JSON-RPC error, telling a refused key (`TOKEN_INVALID`) apart from an outage, and ending cleanly.
+//!
+//! What the typed hand-over cannot carry (rmcp 3.11, pinned by `known_losses_of_the_typed_round_trip`):
+//! fields rmcp does not model inside a known message (an unknown capability, a vendor field next to
+//! `tools`, a tool's `execution`), numbers it models as floats (`1` arrives as `1.0`), and messages
+//! the gateway sends on the initialize response stream before the response itself.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::bail;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
@@ -61,9 +65,6 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         exit_now(EXIT_USAGE);
     };
     let url = args.url;
-    if !matches!(url.scheme(), "http" | "https") {
-        bail!("the gateway URL must be http:// or https://, like http://127.0.0.1:7070/mcp/demo");
-    }
     let Some(credential) = key.header(args.key_header) else {
         eprintln!(
             "TOKEN_INVALID: the value of {} cannot be sent in an HTTP header (it has spaces or control \
@@ -191,7 +192,8 @@ impl Probe {
         let field = |name: &str| body.pointer(&format!("/error/{name}")).and_then(Value::as_str).map(str::to_owned);
         Some(Refusal {
             status: status.as_u16(),
-            code: field("code").unwrap_or_else(|| if status.as_u16() == 401 { "TOKEN_INVALID" } else { "FORBIDDEN" }.into()),
+            code: field("code")
+                .unwrap_or_else(|| if status.as_u16() == 401 { "TOKEN_INVALID" } else { "FORBIDDEN" }.into()),
             message: field("message").unwrap_or_else(|| format!("the gateway answered {status}")),
         })
     }
@@ -343,7 +345,10 @@ impl Bridge {
                     format!("{}: {}", refusal.code, refusal.message),
                     Some(json!({ "code": refusal.code, "message": refusal.message, "status": refusal.status })),
                 ),
-                None => ErrorData::internal_error(format!("prom connect could not reach the gateway: {error}"), None),
+                None => ErrorData::internal_error(
+                    format!("prom connect could not forward this request to the gateway: {error}"),
+                    None,
+                ),
             };
             self.send_to_host(ServerJsonRpcMessage::error(error, Some(id)));
         }
@@ -378,5 +383,83 @@ async fn terminate_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A message goes through the bridge as rmcp's typed value: read as one side's message, written
+    /// as the other side's. This is what that does to it on the wire.
+    fn from_gateway(raw: &Value) -> Value {
+        serde_json::to_value(serde_json::from_value::<ServerJsonRpcMessage>(raw.clone()).unwrap()).unwrap()
+    }
+
+    fn from_host(raw: &Value) -> Value {
+        serde_json::to_value(serde_json::from_value::<ClientJsonRpcMessage>(raw.clone()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn what_hosts_and_servers_rely_on_crosses_unchanged() {
+        let from_server = [
+            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1.0,"total":5.0,"message":"4 left"}}),
+            json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"l","data":{"x":1}}}),
+            json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}),
+            json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"q"}}],"maxTokens":10,"systemPrompt":"sp"}}),
+            json!({"jsonrpc":"2.0","id":"s2","method":"elicitation/create","params":{"mode":"form","message":"name?","requestedSchema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}}),
+            json!({"jsonrpc":"2.0","id":"s3","method":"roots/list"}),
+            json!({"jsonrpc":"2.0","id":"s4","method":"vendor/custom","params":{"a":[1,2]}}),
+            json!({"jsonrpc":"2.0","method":"notifications/vendor","params":{"a":1}}),
+            json!({"jsonrpc":"2.0","id":4,"error":{"code":-32001,"message":"ALLOWANCE_EXCEEDED: raise it","data":{"url":"http://x/app"}}}),
+            json!({"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"echo","title":"Echo","description":"d","inputSchema":{"type":"object"},"outputSchema":{"type":"object"},"annotations":{"readOnlyHint":true},"icons":[{"src":"http://x/i.png"}],"_meta":{"k":"v"}}],"nextCursor":"c2"}}),
+            json!({"jsonrpc":"2.0","id":6,"result":{"content":[{"type":"text","text":"t"},{"type":"image","data":"aGk=","mimeType":"image/png"},{"type":"resource_link","uri":"file:///a","name":"a"}],"structuredContent":{"a":1},"isError":false,"_meta":{"m":1}}}),
+            json!({"jsonrpc":"2.0","id":7,"result":{"vendor":"an unknown result"}}),
+        ];
+        for raw in &from_server {
+            assert_eq!(&from_gateway(raw), raw);
+        }
+        let from_client = [
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{}}},"clientInfo":{"name":"c","version":"1"}}}),
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"countdown","arguments":{"n":5},"_meta":{"progressToken":1}}}),
+            json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"r"}}),
+            json!({"jsonrpc":"2.0","id":"s1","result":{"role":"assistant","content":{"type":"text","text":"a"},"model":"m","stopReason":"endTurn"}}),
+            json!({"jsonrpc":"2.0","id":"s2","result":{"action":"accept","content":{"name":"ada"}}}),
+            json!({"jsonrpc":"2.0","id":"s3","result":{"roots":[{"uri":"file:///r","name":"r"}]}}),
+            json!({"jsonrpc":"2.0","id":"s5","error":{"code":-1,"message":"declined"}}),
+            json!({"jsonrpc":"2.0","id":2,"method":"vendor/thing","params":{"x":1}}),
+        ];
+        for raw in &from_client {
+            assert_eq!(&from_host(raw), raw);
+        }
+    }
+
+    /// What rmcp's types drop on the way, as of rmcp 3.11: fields it does not model inside a known
+    /// message. When this fails, rmcp keeps more than it did; update the report in the module docs.
+    #[test]
+    fn known_losses_of_the_typed_round_trip() {
+        let unknown_field = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[],"x-vendor":1}});
+        assert_eq!(from_gateway(&unknown_field), json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}}));
+        let unknown_capability = json!({"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"vendor":{}},"serverInfo":{"name":"s","version":"1"}}});
+        assert_eq!(from_gateway(&unknown_capability)["result"]["capabilities"], json!({}));
+        let execution = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"},"execution":{"taskSupport":"optional"}}]}});
+        assert_eq!(from_gateway(&execution)["result"]["tools"][0].get("execution"), None);
+    }
+
+    #[test]
+    fn the_key_header_is_sensitive_and_names_the_variable_only() {
+        let key = AgentKey { variable: "AGENT_TOKEN", secret: SecretString::from("prom_test_abc") };
+        let (name, value) = key.header(KeyHeader::Bearer).unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("authorization", "Bearer prom_test_abc"));
+        assert!(value.is_sensitive());
+        let (name, value) = key.header(KeyHeader::XApiKey).unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("x-api-key", "prom_test_abc"));
+        let broken = AgentKey { variable: "PROMETHEUS_API_KEY", secret: SecretString::from("prom_test_\nabc") };
+        assert!(broken.header(KeyHeader::XApiKey).is_none());
     }
 }

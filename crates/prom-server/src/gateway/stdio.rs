@@ -1,0 +1,366 @@
+//! Services whose upstream is a local command speaking MCP over stdio. The gateway spawns one
+//! process per MCP session (opened by `initialize`), writes each POSTed message to its stdin as
+//! one line, and routes what it prints back over HTTP: the response to a request — and progress
+//! notifications that carry the request's progress token — on that request's SSE stream; anything
+//! else (server-to-client requests, other notifications) on the session's GET stream, or, until
+//! one is opened, into a bounded backlog.
+//!
+//! Processes end with their session (DELETE), when idle too long, when the gateway shuts down
+//! (and, as a last resort, when their handle is dropped: `kill_on_drop`). A process that exits
+//! on its own fails its pending requests with a JSON-RPC error instead of leaving them hanging.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use futures_util::{SinkExt, Stream, StreamExt};
+use prom_core::id::KeyId;
+use serde_json::{Value, json};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
+
+use super::envelope::{Outcome, response_outcome};
+use super::relay::Watch;
+use crate::error::ApiError;
+
+/// Longest line (one JSON-RPC message) accepted from a process.
+const MAX_LINE: usize = 8 * 1024 * 1024;
+/// Server messages kept for a GET stream that is not open yet.
+const MAX_BACKLOG: usize = 1000;
+/// JSON-RPC error code for "the process behind this service failed".
+const PROCESS_EXITED: i64 = -32603;
+
+#[derive(Debug)]
+pub struct StdioUpstreams {
+    sessions: DashMap<String, Arc<StdioSession>>,
+    idle: Duration,
+    max_sessions: usize,
+}
+
+#[derive(Debug)]
+struct StdioSession {
+    key_id: KeyId,
+    service: String,
+    stdin: tokio::sync::Mutex<FramedWrite<ChildStdin, LinesCodec>>,
+    routes: Mutex<Routes>,
+    child: Mutex<Option<Child>>,
+    last_seen: Mutex<Instant>,
+}
+
+/// Where the process's messages go.
+#[derive(Debug, Default)]
+struct Routes {
+    /// Request id (as JSON text) → the request's SSE stream, and its metering.
+    pending: BTreeMap<String, (mpsc::UnboundedSender<String>, Option<Watch>)>,
+    /// Progress token (as JSON text) → request id.
+    progress: BTreeMap<String, String>,
+    stream: Option<mpsc::UnboundedSender<String>>,
+    backlog: VecDeque<String>,
+    exited: bool,
+}
+
+/// What a message from a client is, for routing.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub line: String,
+    pub request_id: Option<Value>,
+    pub progress_token: Option<Value>,
+}
+
+impl Outgoing {
+    /// Prepares a POSTed body for stdio: exactly one line of JSON.
+    pub fn from_body(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|err| ApiError::InvalidRequest(format!("the body is not JSON: {err}")))?;
+        let request_id = value.get("method").and(value.get("id")).filter(|id| !id.is_null()).cloned();
+        let progress_token = value.pointer("/params/_meta/progressToken").cloned();
+        // serde_json never writes a raw newline, so this is one line whatever the client sent.
+        Ok(Self { line: value.to_string(), request_id, progress_token })
+    }
+}
+
+impl StdioUpstreams {
+    pub fn new(idle: Duration, max_sessions: usize) -> Arc<Self> {
+        let upstreams = Arc::new(Self { sessions: DashMap::new(), idle, max_sessions });
+        tokio::spawn(reap_idle(Arc::downgrade(&upstreams)));
+        upstreams
+    }
+
+    /// Spawns the process for a new session and returns the session id.
+    pub fn open(
+        self: &Arc<Self>,
+        service: &str,
+        key_id: &KeyId,
+        command: &str,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, ApiError> {
+        if self.sessions.len() >= self.max_sessions {
+            return Err(ApiError::Unavailable(
+                "the gateway runs as many local service processes as it may; retry later".into(),
+            ));
+        }
+        let mut child = Command::new(command)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| {
+                tracing::warn!(service, command, error = %err, "cannot start a stdio upstream");
+                ApiError::UpstreamUnavailable(format!("the service {service} cannot be started right now"))
+            })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ApiError::internal(std::io::Error::other("child pipes missing")));
+        };
+        let mut id = [0u8; 16];
+        crate::fill_random(&mut id);
+        let session_id = hex::encode(id);
+        let session = Arc::new(StdioSession {
+            key_id: key_id.clone(),
+            service: service.to_owned(),
+            stdin: tokio::sync::Mutex::new(FramedWrite::new(stdin, LinesCodec::new_with_max_length(MAX_LINE))),
+            routes: Mutex::new(Routes::default()),
+            child: Mutex::new(Some(child)),
+            last_seen: Mutex::new(Instant::now()),
+        });
+        self.sessions.insert(session_id.clone(), session.clone());
+        let lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+        tokio::spawn(read_stdout(Arc::downgrade(self), session_id.clone(), session.clone(), lines));
+        let label = service.to_owned();
+        tokio::spawn(async move {
+            let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(64 * 1024));
+            while let Some(Ok(line)) = lines.next().await {
+                tracing::debug!(service = %label, "stdio upstream: {line}");
+            }
+        });
+        Ok(session_id)
+    }
+
+    fn session(&self, session_id: &str, key_id: &KeyId) -> Result<Arc<StdioSession>, ApiError> {
+        match self.sessions.get(session_id) {
+            Some(session) if session.key_id == *key_id => {
+                *lock(&session.last_seen) = Instant::now();
+                Ok(session.clone())
+            }
+            _ => Err(ApiError::NotFound(
+                "this MCP session does not exist or belongs to another key; start a new session (initialize)".into(),
+            )),
+        }
+    }
+
+    /// Sends one client message. A request gets an SSE stream that ends with its response;
+    /// anything else gets 202.
+    pub async fn send(
+        &self,
+        session_id: &str,
+        key_id: &KeyId,
+        message: Outgoing,
+        watch: Option<Watch>,
+    ) -> Result<Response, ApiError> {
+        let session = self.session(session_id, key_id)?;
+        let receiver = match &message.request_id {
+            Some(id) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let mut routes = lock(&session.routes);
+                if routes.exited {
+                    return Err(exited(&session.service));
+                }
+                routes.pending.insert(id.to_string(), (tx, watch));
+                if let Some(token) = &message.progress_token {
+                    routes.progress.insert(token.to_string(), id.to_string());
+                }
+                Some(rx)
+            }
+            None => None,
+        };
+        let written = session.stdin.lock().await.send(message.line).await;
+        if written.is_err() {
+            self.close(session_id);
+            return Err(exited(&session.service));
+        }
+        Ok(match receiver {
+            Some(rx) => sse(rx).into_response(),
+            None => axum::http::StatusCode::ACCEPTED.into_response(),
+        })
+    }
+
+    /// Opens the session's stream of server-initiated messages (replacing an earlier one).
+    pub fn listen(&self, session_id: &str, key_id: &KeyId) -> Result<Response, ApiError> {
+        let session = self.session(session_id, key_id)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut routes = lock(&session.routes);
+        for line in routes.backlog.drain(..) {
+            let _ = tx.send(line);
+        }
+        routes.stream = Some(tx);
+        Ok(sse(rx).into_response())
+    }
+
+    /// Ends a session and its process.
+    pub fn end(&self, session_id: &str, key_id: &KeyId) -> Result<(), ApiError> {
+        self.session(session_id, key_id)?;
+        self.close(session_id);
+        Ok(())
+    }
+
+    fn close(&self, session_id: &str) {
+        if let Some((_, session)) = self.sessions.remove(session_id) {
+            session.kill();
+        }
+    }
+
+    /// Stops every process (gateway shutdown).
+    pub fn shutdown(&self) {
+        let ids: Vec<String> = self.sessions.iter().map(|entry| entry.key().clone()).collect();
+        for id in ids {
+            self.close(&id);
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+impl StdioSession {
+    fn kill(&self) {
+        if let Some(mut child) = lock(&self.child).take() {
+            let _ = child.start_kill();
+            // Reap it so no zombie is left behind.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        fail_pending(self);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn exited(service: &str) -> ApiError {
+    ApiError::UpstreamUnavailable(format!("the process behind {service} has exited; start a new session (initialize)"))
+}
+
+/// Answers every pending request with an error and ends every stream.
+fn fail_pending(session: &StdioSession) {
+    let mut routes = lock(&session.routes);
+    routes.exited = true;
+    for (id, (tx, watch)) in std::mem::take(&mut routes.pending) {
+        if let Some(mut watch) = watch {
+            watch.finish(Outcome::UpstreamError);
+        }
+        let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
+        let error = json!({"jsonrpc":"2.0","id":id,"error":{"code":PROCESS_EXITED,"message":format!("the process behind {} exited before answering", session.service)}});
+        let _ = tx.send(error.to_string());
+    }
+    routes.progress.clear();
+    routes.stream = None;
+}
+
+fn sse(rx: mpsc::UnboundedReceiver<String>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (Ok(Event::default().data(line)), rx))
+    });
+    Sse::new(events)
+}
+
+/// Routes each line the process prints.
+async fn read_stdout(
+    upstreams: Weak<StdioUpstreams>,
+    session_id: String,
+    session: Arc<StdioSession>,
+    mut lines: FramedRead<tokio::process::ChildStdout, LinesCodec>,
+) {
+    while let Some(line) = lines.next().await {
+        let line = match line {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => line,
+            Err(err) => {
+                tracing::warn!(service = %session.service, error = %err, "unreadable output from a stdio upstream");
+                break;
+            }
+        };
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            tracing::warn!(service = %session.service, "a stdio upstream printed something that is not JSON; ignored");
+            continue;
+        };
+        route(&session, &message, line);
+    }
+    tracing::debug!(service = %session.service, "stdio upstream closed its output");
+    match upstreams.upgrade() {
+        Some(upstreams) => upstreams.close(&session_id),
+        None => session.kill(),
+    }
+}
+
+fn route(session: &StdioSession, message: &Value, line: String) {
+    let mut routes = lock(&session.routes);
+    let is_response =
+        message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some());
+    if is_response {
+        if let Some(id) = message.get("id").map(Value::to_string) {
+            if let Some((tx, watch)) = routes.pending.remove(&id) {
+                routes.progress.retain(|_, request| *request != id);
+                if let (Some(mut watch), Some(request_id)) = (watch, message.get("id")) {
+                    watch.add_response_bytes(line.len());
+                    watch.finish(response_outcome(line.as_bytes(), request_id).unwrap_or(Outcome::Incomplete));
+                }
+                let _ = tx.send(line);
+                return; // dropping `tx` ends the request's SSE stream
+            }
+        }
+    }
+    if let Some(token) = message.pointer("/params/progressToken").map(Value::to_string) {
+        if let Some(id) = routes.progress.get(&token).cloned() {
+            if let Some((tx, watch)) = routes.pending.get(&id) {
+                if let Some(watch) = watch {
+                    watch.add_response_bytes(line.len());
+                }
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    }
+    if let Some(stream) = &routes.stream {
+        if stream.send(line.clone()).is_ok() {
+            return;
+        }
+        routes.stream = None;
+    }
+    if routes.backlog.len() >= MAX_BACKLOG {
+        routes.backlog.pop_front();
+    }
+    routes.backlog.push_back(line);
+}
+
+async fn reap_idle(upstreams: Weak<StdioUpstreams>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let Some(upstreams) = upstreams.upgrade() else { return };
+        let idle: Vec<String> = upstreams
+            .sessions
+            .iter()
+            .filter(|entry| lock(&entry.value().last_seen).elapsed() > upstreams.idle)
+            .map(|entry| entry.key().clone())
+            .collect();
+        for id in idle {
+            tracing::info!(session = %id, "ending an idle stdio session");
+            upstreams.close(&id);
+        }
+    }
+}

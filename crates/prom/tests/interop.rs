@@ -1,0 +1,242 @@
+//! Interop with real MCP clients: the official TypeScript MCP SDK (the scripts in tests/interop/)
+//! over Streamable HTTP with either key header, and over stdio through `prom connect` started the
+//! way Claude Desktop starts it; and `prom connect` itself without a key and with a refused one.
+//!
+//! The scripts take their target from the environment (see tests/interop/lib.mjs), so [`run_node`]
+//! runs them against any endpoint: today demo-mcp served in-process, a fake gateway that refuses
+//! every key, and later the gateway's `/mcp/demo` behind `prom serve` with real and revoked keys.
+//! Without node or tests/interop/node_modules the SDK tests say SKIPPED; with `CI` set they fail.
+
+// Tests fail by panicking; the library lints against it do not apply here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const PROM: &str = env!("CARGO_BIN_EXE_prom");
+const ECHO_TEXT: &str = "hello from the TypeScript SDK";
+const REFUSAL: &str = "this key was revoked; mint a new one with `prom keys create`";
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+}
+
+/// Whether the SDK tests can run. Says SKIPPED loudly when they cannot, and fails under CI, where
+/// scripts/test has installed the SDK.
+fn node_ready() -> bool {
+    let node = Command::new("node").arg("--version").output().is_ok_and(|output| output.status.success());
+    let sdk = interop_dir().join("node_modules/@modelcontextprotocol/sdk/package.json").is_file();
+    if node && sdk {
+        return true;
+    }
+    let why = "SKIPPED: node/npm or tests/interop/node_modules missing \
+               (install with `npm ci --prefix tests/interop`, which ./scripts/test does)";
+    if std::env::var_os("CI").is_some_and(|value| !value.is_empty()) {
+        panic!("{why}; CI is set, and there the TypeScript SDK interop tests must run");
+    }
+    eprintln!("{why}");
+    false
+}
+
+/// Runs `tests/interop/{script}` with `envs` added to this process's environment, and returns the
+/// one JSON line it prints. Panics with the script's stderr when it fails.
+fn run_node(script: &str, envs: &[(&str, &str)]) -> Value {
+    let output = Command::new("node")
+        .arg(script)
+        .current_dir(interop_dir())
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("start node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} {envs:?} failed ({}):\n{stderr}\nstdout:\n{stdout}", output.status);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|error| panic!("{script} printed no JSON ({error}):\n{stdout}\n{stderr}"))
+}
+
+/// demo-mcp on a free loopback port, in this process, until the test ends.
+async fn spawn_demo() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(demo_mcp::serve_http(listener, std::future::pending()));
+    format!("http://{address}{}", demo_mcp::MCP_PATH)
+}
+
+/// What every SDK run against the demo must have seen.
+fn assert_demo_exercised(result: &Value, transport: &str) {
+    assert_eq!(result["transport"], transport, "{result}");
+    assert_eq!(result["server"], "demo-mcp", "{result}");
+    assert_eq!(result["tools"], json!(["countdown", "echo", "fortune"]), "{result}");
+    assert_eq!(result["echo"], ECHO_TEXT, "{result}");
+    assert_eq!(result["countdown"], "liftoff after 5", "{result}");
+    assert_eq!(result["progress"], json!([1, 2, 3, 4, 5]), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_over_streamable_http_with_either_key_header() {
+    if !node_ready() {
+        return;
+    }
+    let url = spawn_demo().await;
+    for mode in ["bearer", "x-api-key"] {
+        let result = run_node(
+            "http.mjs",
+            &[("MCP_URL", &url), ("PROM_KEY", "prom_test_not_checked_by_demo"), ("HEADER_MODE", mode)],
+        );
+        assert_demo_exercised(&result, "http");
+        assert_eq!(result["session"], true, "demo-mcp is stateful: {result}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_over_stdio_through_prom_connect() {
+    if !node_ready() {
+        return;
+    }
+    let url = spawn_demo().await;
+    let result =
+        run_node("stdio.mjs", &[("MCP_URL", &url), ("PROM_KEY", "prom_test_not_checked_by_demo"), ("PROM_BIN", PROM)]);
+    assert_demo_exercised(&result, "stdio");
+}
+
+/// A gateway that refuses every key as Prometheus does: 401 with `{"error":{"code","message"}}`,
+/// with or without a `WWW-Authenticate` challenge. Returns its URL and the key headers it saw.
+async fn spawn_refusing_gateway(challenge: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_by_handler = seen.clone();
+    let refuse = move |headers: HeaderMap| {
+        let seen = seen_by_handler.clone();
+        async move {
+            for name in [header::AUTHORIZATION.as_str(), "x-api-key"] {
+                if let Some(value) = headers.get(name).and_then(|value| value.to_str().ok()) {
+                    seen.lock().unwrap().push(format!("{name}: {value}"));
+                }
+            }
+            let body = axum::Json(json!({ "error": { "code": "TOKEN_INVALID", "message": REFUSAL } }));
+            let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+            if challenge {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer realm=\"prometheus\"".parse().unwrap());
+            }
+            response
+        }
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(refuse)).await });
+    (format!("http://{address}/mcp/demo"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_sees_token_invalid_over_http_and_stdio() {
+    if !node_ready() {
+        return;
+    }
+    let (url, _) = spawn_refusing_gateway(false).await;
+    let key = "prom_test_0000000000000000000000000000000000000000000000000000000000000000";
+    let over_http = run_node("revoked.mjs", &[("TRANSPORT", "http"), ("MCP_URL", &url), ("PROM_KEY", key)]);
+    assert_eq!(over_http["error_code"], "TOKEN_INVALID", "{over_http}");
+    assert_eq!(over_http["http_status"], 401, "{over_http}");
+    assert_eq!(over_http["step"], "connect", "{over_http}");
+
+    let over_stdio =
+        run_node("revoked.mjs", &[("TRANSPORT", "stdio"), ("MCP_URL", &url), ("PROM_KEY", key), ("PROM_BIN", PROM)]);
+    assert_eq!(over_stdio["error_code"], "TOKEN_INVALID", "{over_stdio}");
+    assert_eq!(over_stdio["jsonrpc_code"], -32001, "{over_stdio}");
+    assert!(over_stdio["message"].as_str().unwrap().contains(REFUSAL), "{over_stdio}");
+    let stderr = over_stdio["prom_stderr"].as_str().unwrap();
+    assert!(stderr.contains(&format!("TOKEN_INVALID: {REFUSAL}")), "{stderr}");
+}
+
+/// `prom connect` with a clean environment plus `envs`, its stdin a pipe we hold open.
+fn prom_connect(args: &[&str], envs: &[(&str, &str)]) -> tokio::process::Child {
+    tokio::process::Command::new(PROM)
+        .arg("connect")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn prom connect")
+}
+
+async fn stderr_of(child: &mut tokio::process::Child) -> String {
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+    stderr
+}
+
+#[tokio::test]
+async fn connect_without_a_key_says_token_missing_and_exits_2() {
+    for envs in [&[][..], &[("PROMETHEUS_API_KEY", ""), ("AGENT_TOKEN", "  ")][..]] {
+        let mut child = prom_connect(&["http://127.0.0.1:9/mcp/demo"], envs);
+        // Standard input stays open: the answer must not wait for it.
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits at once").unwrap();
+        let stderr = stderr_of(&mut child).await;
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.starts_with("TOKEN_MISSING:"), "{stderr}");
+        assert!(stderr.contains("PROMETHEUS_API_KEY") && stderr.contains("AGENT_TOKEN"), "{stderr}");
+        let mut stdout = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        assert_eq!(stdout, "", "nothing but MCP may reach standard output");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_with_a_refused_key_answers_the_request_and_exits_2() {
+    let key = "prom_test_1111111111111111111111111111111111111111111111111111111111111111";
+    for (challenge, key_header, variable) in
+        [(false, "bearer", "PROMETHEUS_API_KEY"), (true, "x-api-key", "AGENT_TOKEN")]
+    {
+        let (url, seen) = spawn_refusing_gateway(challenge).await;
+        let mut child = prom_connect(&[&url, "--key-header", key_header], &[(variable, key)]);
+        let initialize = json!({
+            "jsonrpc": "2.0", "id": 7, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": { "name": "interop-test", "version": "1" }
+            }
+        });
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{initialize}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line)).await.expect("an answer").unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON-RPC: {line:?}"));
+        assert_eq!(answer["id"], 7, "{answer}");
+        assert_eq!(answer["error"]["code"], -32001, "{answer}");
+        assert_eq!(answer["error"]["data"]["code"], "TOKEN_INVALID", "{answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(REFUSAL), "{answer}");
+
+        // It exits by itself, standard input still open.
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
+        let stderr = stderr_of(&mut child).await;
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("TOKEN_INVALID: {REFUSAL}")), "{stderr}");
+        assert!(stderr.contains(variable), "names where the key came from: {stderr}");
+        assert!(!stderr.contains(key), "the key must never be printed: {stderr}");
+        drop(stdin);
+
+        let expected = match key_header {
+            "bearer" => format!("authorization: Bearer {key}"),
+            _ => format!("x-api-key: {key}"),
+        };
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.is_empty() && seen.iter().all(|header| *header == expected), "{seen:?}");
+    }
+}
