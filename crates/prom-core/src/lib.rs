@@ -23,7 +23,7 @@ pub mod user;
 ///
 /// The OS generator failing is not something a caller can recover from or work around, and a key
 /// minted from anything weaker would be a silent disaster, so this is the one place that aborts.
-pub(crate) fn os_random(buf: &mut [u8]) {
+pub fn os_random(buf: &mut [u8]) {
     #[expect(clippy::panic, reason = "no safe fallback exists when the OS CSPRNG is unavailable")]
     if let Err(err) = getrandom::fill(buf) {
         panic!("the operating system's random number generator failed: {err}");

@@ -51,10 +51,7 @@ pub async fn serve(
     result
 }
 
-/// Fills `buf` from the OS CSPRNG (see `prom_core`'s note on why failure aborts).
+/// Fills `buf` from the OS CSPRNG.
 pub(crate) fn fill_random(buf: &mut [u8]) {
-    #[expect(clippy::panic, reason = "no safe fallback exists when the OS CSPRNG is unavailable")]
-    if let Err(err) = getrandom::fill(buf) {
-        panic!("the operating system's random number generator failed: {err}");
-    }
+    prom_core::os_random(buf);
 }

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Which keys this server accepts: live (prom_live_…) or test (prom_test_…) [default: live].
     #[arg(long, value_parser = ["live", "test"])]
     pub environment: Option<String>,
+    /// Also run the demo MCP service (tools echo, fortune at 250, countdown) as service `demo`,
+    /// with a `demo` tenant, its owner and an agent key printed on standard output, ready to try.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -336,7 +336,7 @@ impl Bridge {
         };
         match &refusal {
             Some(refusal) => tracing::debug!(code = %refusal.code, "the gateway refused the key"),
-            None => tracing::warn!(%error, "could not forward a message to the gateway"),
+            None => tracing::warn!(error = with_causes(&error), "could not forward a message to the gateway"),
         }
         if let Some(id) = id.filter(|id| self.in_flight.remove(id)) {
             let error = match &refusal {
@@ -346,7 +346,7 @@ impl Bridge {
                     Some(json!({ "code": refusal.code, "message": refusal.message, "status": refusal.status })),
                 ),
                 None => ErrorData::internal_error(
-                    format!("prom connect could not forward this request to the gateway: {error}"),
+                    format!("prom connect could not forward this request to the gateway: {}", with_causes(&error)),
                     None,
                 ),
             };
@@ -354,6 +354,20 @@ impl Bridge {
         }
         refusal
     }
+}
+
+/// An error and its causes on one line: reqwest's own message leaves out why a connection failed.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = error.source();
+    }
+    line
 }
 
 /// The id of the host's request that this message answers, if it is an answer.

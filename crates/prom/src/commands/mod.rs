@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod connect;
+mod demo;
 mod keys;
 mod serve;
 mod session;

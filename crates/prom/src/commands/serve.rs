@@ -49,7 +49,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "  then sign in and mint a key:  prom login --server http://{address} && prom keys create --label my-agent"
     );
 
+    let demo = if args.demo { Some(super::demo::start(&state, address).await?) } else { None };
     prom_server::serve(listener, state, shutdown_signal()).await?;
+    drop(demo);
     store.close().await;
     tracing::info!("stopped");
     Ok(())
