@@ -8,6 +8,7 @@
 //   PROM_BIN     the prom binary that stdio.mjs starts as `prom connect MCP_URL`
 //   COUNTDOWN_N  how many progress notifications to ask countdown for (default 5)
 //   TIMEOUT_MS   give up after this long (default 60000)
+//   PROM_LOG     passed on to prom connect (its log filter; unset, only warnings and errors)
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -48,7 +49,10 @@ export function httpTransport() {
  * PROMETHEUS_API_KEY in its environment. `stderr` is passed to the SDK ("inherit" or "pipe").
  */
 export function stdioTransport(stderr = 'inherit') {
-  const env = { PROM_LOG: process.env.PROM_LOG || 'warn' };
+  const env = {};
+  if (process.env.PROM_LOG) {
+    env.PROM_LOG = process.env.PROM_LOG;
+  }
   if (process.env.PROM_KEY) {
     env.PROMETHEUS_API_KEY = process.env.PROM_KEY;
   }
@@ -65,13 +69,17 @@ export function newClient() {
 }
 
 /**
- * Connects, lists the tools, calls echo, and calls countdown collecting its progress
- * notifications, which must arrive in order 1..n. Returns what a test asserts on.
+ * Connects, lists the tools, calls echo, and calls countdown with a progress token. Its progress
+ * notifications are recorded as they come off the transport, and must be 1..n, all before the
+ * response. (What `onprogress` saw is returned too but not checked: the SDK drops a notification
+ * that arrives in the same read as its response, typescript-sdk issue #2580.)
+ * Returns what a test asserts on.
  */
 export async function exercise(transport) {
   const n = Number(process.env.COUNTDOWN_N || 5);
   const client = newClient();
   await client.connect(transport);
+  const wire = recordIncoming(transport);
   const server = client.getServerVersion();
   const { tools } = await client.listTools();
 
@@ -81,13 +89,22 @@ export async function exercise(transport) {
     throw new Error(`echo answered ${JSON.stringify(echo)}`);
   }
 
-  const progress = [];
+  const seenByOnprogress = [];
+  wire.length = 0;
   const countdown = await client.callTool({ name: 'countdown', arguments: { n } }, undefined, {
-    onprogress: (notification) => progress.push(notification.progress),
+    onprogress: (notification) => seenByOnprogress.push(notification.progress),
   });
+  const answered = wire.findIndex((message) => message.id !== undefined && message.method === undefined);
+  const progress = wire
+    .slice(0, answered < 0 ? wire.length : answered)
+    .filter((message) => message.method === 'notifications/progress')
+    .map((message) => message.params.progress);
   const expected = Array.from({ length: n }, (_, i) => i + 1);
   if (JSON.stringify(progress) !== JSON.stringify(expected)) {
-    throw new Error(`countdown progress was ${JSON.stringify(progress)}, expected ${JSON.stringify(expected)}`);
+    throw new Error(
+      `countdown progress before its response was ${JSON.stringify(progress)}, expected ${JSON.stringify(expected)}; ` +
+        `in arrival order: ${JSON.stringify(wire)}`,
+    );
   }
 
   const sessionId = transport.sessionId ?? null;
@@ -101,8 +118,20 @@ export async function exercise(transport) {
     echo: echoText,
     countdown: textOf(countdown),
     progress,
+    onprogress: seenByOnprogress,
     session: sessionId !== null,
   };
+}
+
+/** Every message the transport delivers from now on, in arrival order, before the SDK handles it. */
+function recordIncoming(transport) {
+  const wire = [];
+  const deliver = transport.onmessage;
+  transport.onmessage = (message, extra) => {
+    wire.push(message);
+    deliver?.(message, extra);
+  };
+  return wire;
 }
 
 export function textOf(result) {

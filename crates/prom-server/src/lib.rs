@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use crate::config::ServerConfig;
@@ -45,6 +46,13 @@ pub async fn serve(
     let usage = state.usage.clone();
     let gateway = state.gateway.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // SSE relays many small writes; without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
+    // ~40 ms stalls to every streamed response.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     gateway.stdio.shutdown();
     usage.flush().await;

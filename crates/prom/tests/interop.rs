@@ -18,6 +18,15 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use rmcp::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomNotification, CustomRequest,
+    CustomResult, ErrorData, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    ServerNotification,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -38,12 +47,12 @@ fn node_ready() -> bool {
     if node && sdk {
         return true;
     }
-    let why = "SKIPPED: node/npm or tests/interop/node_modules missing \
-               (install with `npm ci --prefix tests/interop`, which ./scripts/test does)";
+    let missing = "node/npm or tests/interop/node_modules missing \
+                   (install with `npm ci --prefix tests/interop`, which ./scripts/test does)";
     if std::env::var_os("CI").is_some_and(|value| !value.is_empty()) {
-        panic!("{why}; CI is set, and there the TypeScript SDK interop tests must run");
+        panic!("{missing}; CI is set, and there the TypeScript SDK interop tests must run");
     }
-    eprintln!("{why}");
+    eprintln!("SKIPPED: {missing}");
     false
 }
 
@@ -109,6 +118,116 @@ async fn typescript_sdk_over_stdio_through_prom_connect() {
     assert_demo_exercised(&result, "stdio");
 }
 
+/// An upstream whose tool `ask_host` asks the host for roots, a sampled message and an elicited
+/// answer while it runs, logs, sends a custom notification, and later announces a changed tool list
+/// outside any request (so on the session's GET stream); it also answers `prometheus/echo`.
+#[derive(Debug, Clone)]
+struct AskingServer;
+
+// Roots, sampling and logging are deprecated by the 2026-07-28 spec, and what hosts of 2025-11-25 use.
+#[allow(deprecated)]
+impl ServerHandler for AskingServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(serde_json::from_value(json!({ "tools": [{
+            "name": "ask_host", "description": "Ask the host three questions", "inputSchema": { "type": "object" }
+        }] }))
+        .unwrap())
+    }
+
+    async fn call_tool(
+        &self,
+        _request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let peer = context.peer.clone();
+        let failed = |error: rmcp::ServiceError| ErrorData::internal_error(error.to_string(), None);
+        let roots = peer.list_roots().await.map_err(failed)?;
+        let sampling = serde_json::from_value(json!({
+            "messages": [{ "role": "user", "content": { "type": "text", "text": "a question" } }], "maxTokens": 10
+        }))
+        .unwrap();
+        let sampled = peer.create_message(sampling).await.map_err(failed)?;
+        let elicit = serde_json::from_value(json!({ "method": "elicitation/create", "params": {
+            "mode": "form", "message": "your name?",
+            "requestedSchema": { "type": "object", "properties": { "name": { "type": "string" } } }
+        } }))
+        .unwrap();
+        let elicited = serde_json::to_value(peer.send_request(elicit).await.map_err(failed)?).unwrap();
+        let log = serde_json::from_value(json!({ "level": "info", "data": "asked the host" })).unwrap();
+        peer.notify_logging_message(log).await.map_err(failed)?;
+        let custom = CustomNotification::new("notifications/prometheus/custom", Some(json!({ "n": 1 })));
+        peer.send_notification(ServerNotification::CustomNotification(custom)).await.map_err(failed)?;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = peer.notify_tool_list_changed().await;
+        });
+        let sampled = serde_json::to_value(&sampled).unwrap();
+        let answer = format!(
+            "roots={} sampled={} elicited={}:{}",
+            roots.roots[0].uri, sampled["content"]["text"], elicited["action"], elicited["content"]["name"]
+        );
+        Ok(CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(answer)])))
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        Ok(CustomResult::new(json!({ "method": request.method, "params": request.params })))
+    }
+}
+
+async fn spawn_asking_server() -> String {
+    let service = StreamableHttpService::new(
+        || Ok(AskingServer),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = axum::Router::new().nest_service("/mcp", service);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{address}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_requests_notifications_and_custom_methods_cross_prom_connect() {
+    if !node_ready() {
+        return;
+    }
+    let url = spawn_asking_server().await;
+    let direct = run_node("two-way.mjs", &[("TRANSPORT", "http"), ("MCP_URL", &url)]);
+    let bridged =
+        run_node("two-way.mjs", &[("TRANSPORT", "stdio"), ("MCP_URL", &url), ("PROM_KEY", "k"), ("PROM_BIN", PROM)]);
+    for result in [&direct, &bridged] {
+        assert_eq!(
+            result["answer"], "roots=file:///interop sampled=\"sampled: a question\" elicited=\"accept\":\"ada\"",
+            "{result}"
+        );
+        assert_eq!(result["logs"], json!(["asked the host"]), "{result}");
+        assert_eq!(result["tools_changed"], true, "{result}");
+        assert_eq!(
+            result["custom_notifications"],
+            json!([{ "jsonrpc": "2.0", "method": "notifications/prometheus/custom", "params": { "n": 1 } }]),
+            "{result}"
+        );
+        assert_eq!(
+            result["custom_result"],
+            json!({ "method": "prometheus/echo", "params": { "said": "hi" } }),
+            "{result}"
+        );
+    }
+}
+
 /// A gateway that refuses every key as Prometheus does: 401 with `{"error":{"code","message"}}`,
 /// with or without a `WWW-Authenticate` challenge. Returns its URL and the key headers it saw.
 async fn spawn_refusing_gateway(challenge: bool) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -154,7 +273,7 @@ async fn typescript_sdk_sees_token_invalid_over_http_and_stdio() {
     assert_eq!(over_stdio["jsonrpc_code"], -32001, "{over_stdio}");
     assert!(over_stdio["message"].as_str().unwrap().contains(REFUSAL), "{over_stdio}");
     let stderr = over_stdio["prom_stderr"].as_str().unwrap();
-    assert!(stderr.contains(&format!("TOKEN_INVALID: {REFUSAL}")), "{stderr}");
+    assert!(stderr.starts_with(&format!("TOKEN_INVALID: {REFUSAL}\n")), "{stderr}");
 }
 
 /// `prom connect` with a clean environment plus `envs`, its stdin a pipe we hold open.
@@ -227,7 +346,7 @@ async fn connect_with_a_refused_key_answers_the_request_and_exits_2() {
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
         let stderr = stderr_of(&mut child).await;
         assert_eq!(status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains(&format!("TOKEN_INVALID: {REFUSAL}")), "{stderr}");
+        assert!(stderr.starts_with(&format!("TOKEN_INVALID: {REFUSAL}\n")), "{stderr}");
         assert!(stderr.contains(variable), "names where the key came from: {stderr}");
         assert!(!stderr.contains(key), "the key must never be printed: {stderr}");
         drop(stdin);

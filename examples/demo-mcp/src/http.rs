@@ -40,6 +40,11 @@ pub async fn serve_http(listener: TcpListener, shutdown: impl Future<Output = ()
         if listener.local_addr()?.ip().is_loopback() { HostCheck::LoopbackOnly } else { HostCheck::AnyHost };
     let sessions = CancellationToken::new();
     let router = mcp_router(sessions.clone(), host_check);
+    // Responses are SSE streams of small writes: without TCP_NODELAY every one waits ~40 ms on
+    // Nagle's algorithm and the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -354,15 +354,11 @@ async fn forward(
             watch.finish(Outcome::UpstreamError);
         }
     }
-    let mut response = Response::builder().status(status.as_u16());
+    let mut response = Response::builder().status(status);
     if let Some(out) = response.headers_mut() {
         for name in FORWARDED_RESPONSE_HEADERS {
             if let Some(value) = upstream.headers().get(name) {
-                if let (Ok(name), Ok(value)) =
-                    (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
-                {
-                    out.insert(name, value);
-                }
+                out.insert(name, value.clone());
             }
         }
     }

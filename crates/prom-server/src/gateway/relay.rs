@@ -2,12 +2,16 @@
 //! for the JSON-RPC response that ends the request (to record its outcome and latency).
 //!
 //! JSON responses are watched as they stream (the body is kept, up to a cap, only to read the
-//! envelope at the end). SSE responses are relayed unbuffered; a copy of each chunk goes to a
-//! watcher task that parses the events with `sse-stream` and looks for the response whose id
-//! matches the request. Nothing the agent receives is altered or delayed by the watching.
+//! envelope at the end). SSE responses are relayed unbuffered; each chunk is also parsed with
+//! `sse-stream`, inline, until the response whose id matches the request is seen. Nothing the
+//! agent receives is altered or delayed by the watching.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -17,7 +21,6 @@ use prom_core::service::ServiceSlug;
 use prom_core::time::Timestamp;
 use prom_core::usage::UsageEvent;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::envelope::{Outcome, response_outcome};
 use crate::metrics::{Metrics, RequestLabels, ServiceLabel};
@@ -148,37 +151,109 @@ pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
     }))
 }
 
-/// An SSE body: relayed unbuffered, each chunk also handed to a watcher.
+/// An SSE body: relayed unbuffered; each chunk is also fed to an SSE parser that looks for the
+/// response, inline (no extra task or channel on the hot path).
 pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
     let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
     let Some(watch) = watch else {
         return Body::from_stream(stream);
     };
-    let counter = watch.response_bytes.clone();
-    let (copies, received) = mpsc::unbounded_channel::<Bytes>();
-    tokio::spawn(watch_sse(received, watch));
-    Body::from_stream(stream.map(move |item| {
-        if let Ok(chunk) = &item {
-            counter.fetch_add(chunk.len() as i64, Ordering::Relaxed);
-            // The watcher may have finished already; then copies are simply not needed.
-            let _ = copies.send(chunk.clone());
+    let state = (stream, Some(SseWatcher::new(watch)));
+    Body::from_stream(futures_util::stream::unfold(state, |(mut stream, mut watcher)| async move {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                if let Some(active) = &mut watcher {
+                    if active.feed(chunk.clone()) {
+                        watcher = None;
+                    }
+                }
+                Some((Ok::<Bytes, reqwest::Error>(chunk), (stream, watcher)))
+            }
+            Some(Err(err)) => {
+                if let Some(mut active) = watcher.take() {
+                    active.watch.finish(Outcome::UpstreamError);
+                }
+                Some((Err(err), (stream, None)))
+            }
+            None => {
+                if let Some(mut active) = watcher.take() {
+                    active.close();
+                }
+                None
+            }
         }
-        item
     }))
 }
 
-async fn watch_sse(received: mpsc::UnboundedReceiver<Bytes>, mut watch: Watch) {
-    let chunks = futures_util::stream::unfold(received, |mut received| async move {
-        received.recv().await.map(|chunk| (Ok::<Bytes, std::convert::Infallible>(chunk), received))
-    });
-    let mut events = std::pin::pin!(sse_stream::SseStream::from_bytes_stream(chunks));
-    while let Some(event) = events.next().await {
-        let Ok(event) = event else { break };
-        let Some(data) = event.data else { continue };
-        if let Some(outcome) = response_outcome(data.as_bytes(), &watch.request_id) {
-            watch.finish(outcome);
-            return;
+/// Chunks waiting for the parser, and whether the body has ended.
+#[derive(Debug, Default)]
+struct Pending {
+    chunks: VecDeque<Bytes>,
+    ended: bool,
+}
+
+/// The parser's output: parsed events (errors are malformed SSE, which ends the watching).
+type Parser = dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send;
+
+/// Parses the SSE events of a response as its chunks pass by. The parser reads from a queue
+/// that this watcher fills, and is polled right after each fill with a no-op waker: it never has
+/// to wait for anything but the next chunk, which is exactly when it is polled again.
+struct SseWatcher {
+    pending: Arc<Mutex<Pending>>,
+    parser: Pin<Box<Parser>>,
+    watch: Watch,
+}
+
+impl std::fmt::Debug for SseWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseWatcher").field("watch", &self.watch).finish_non_exhaustive()
+    }
+}
+
+impl SseWatcher {
+    fn new(watch: Watch) -> Self {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let source = pending.clone();
+        let poll: Box<dyn FnMut(&mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> + Send> =
+            Box::new(move |_cx| {
+                let mut pending = source.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match pending.chunks.pop_front() {
+                    Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+                    None if pending.ended => Poll::Ready(None),
+                    None => Poll::Pending,
+                }
+            });
+        let parser: Pin<Box<Parser>> =
+            Box::pin(sse_stream::SseStream::from_bytes_stream(futures_util::stream::poll_fn(poll)));
+        Self { pending, parser, watch }
+    }
+
+    /// Adds a chunk and reads every event it completes. True once the response was seen.
+    fn feed(&mut self, chunk: Bytes) -> bool {
+        self.watch.add_response_bytes(chunk.len());
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).chunks.push_back(chunk);
+        self.drain()
+    }
+
+    /// The body ended: read what is left (an unfinished watch records `incomplete` when dropped).
+    fn close(&mut self) {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).ended = true;
+        self.drain();
+    }
+
+    fn drain(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            match self.parser.as_mut().poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(event))) => {
+                    let Some(data) = event.data else { continue };
+                    if let Some(outcome) = response_outcome(data.as_bytes(), &self.watch.request_id) {
+                        self.watch.finish(outcome);
+                        return true;
+                    }
+                }
+                Poll::Ready(Some(Err(_)) | None) | Poll::Pending => return false,
+            }
         }
     }
-    // The stream ended (or the agent left) before the response: `Drop` records `incomplete`.
 }

@@ -1,57 +1,33 @@
 //! `prom connect URL`: the stdio MCP server that MCP hosts (Claude Desktop, Cursor, …) start as a
 //! command, forwarding everything to a gateway endpoint over MCP Streamable HTTP with the agent's key.
 //!
-//! Both ends are rmcp transports: the host's end is the stdio server transport, the gateway's the
-//! Streamable HTTP client transport. rmcp types the two directions with the same message types (what
-//! a client sends is what a server receives), so a message read from one end is written to the
-//! other as it is: requests and their responses, notifications (progress, logging, cancellation),
-//! the gateway's own requests (sampling, elicitation, roots) and the host's answers, and methods
-//! rmcp does not know, which its `Custom*` variants carry with their method and params. The HTTP
-//! transport owns the session: `Mcp-Session-Id`, `MCP-Protocol-Version`, the GET stream for
-//! server-initiated messages, resuming with `Last-Event-ID`, re-initialising an expired session, and
-//! DELETE when we close it.
-//!
-//! This file adds only what a bridge needs on top: answering a request the gateway never got with a
-//! JSON-RPC error, telling a refused key (`TOKEN_INVALID`) apart from an outage, and ending cleanly.
-//!
-//! What the typed hand-over cannot carry (rmcp 3.11, pinned by `known_losses_of_the_typed_round_trip`):
-//! fields rmcp does not model inside a known message (an unknown capability, a vendor field next to
-//! `tools`, a tool's `execution`), numbers it models as floats (`1` arrives as `1.0`), and messages
-//! the gateway sends on the initialize response stream before the response itself.
+//! Here: the key (from `PROMETHEUS_API_KEY` or `AGENT_TOKEN`), what the user reads when it is missing
+//! or refused, and how the process ends; the forwarding itself is in [`bridge`].
 
-use std::collections::{HashMap, HashSet};
+mod bridge;
+
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
 use rmcp::RoleServer;
-use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::async_rw::AsyncRwTransport;
-use rmcp::transport::streamable_http_client::{StreamableHttpClientTransportConfig, StreamableHttpError};
-use rmcp::transport::{StreamableHttpClientTransport, Transport};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
+use self::bridge::{Bridge, Ending};
 use super::EXIT_USAGE;
 use crate::cli::{ConnectArgs, KeyHeader};
 
 /// Where the agent key is read from, in this order; an empty value counts as unset.
 const KEY_VARIABLES: [&str; 2] = ["PROMETHEUS_API_KEY", "AGENT_TOKEN"];
 
-/// JSON-RPC error code of a request that was not forwarded because the gateway refused the key.
-/// JSON-RPC leaves -32000 to -32099 to implementations; the message carries the Prometheus code.
-const KEY_REFUSED: ErrorCode = ErrorCode(-32001);
-
-/// How long requests in flight may still be answered after the host closed standard input.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
-
 /// Upper bound on the request that asks the gateway why a message was refused.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type GatewayError = StreamableHttpError<reqwest::Error>;
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     // Before anything else, standard input included: a host shows this line to the user.
@@ -84,7 +60,12 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     let gateway = StreamableHttpClientTransport::from_config(config);
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let host = AsyncRwTransport::<RoleServer, _, _>::new_server(stdin, stdout);
-    let probe = Probe { http: reqwest::Client::new(), url: url.clone(), credential };
+    // Like rmcp's own client, it follows no redirect: the key would go along to wherever it points.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("prom-connect/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let probe = Probe { http, url: url.clone(), credential };
 
     match Bridge::new(host, gateway, probe).run().await {
         Ending::HostClosed => Ok(()),
@@ -99,10 +80,11 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
             );
             exit_now(EXIT_USAGE)
         }
-        Ending::GatewayClosed => {
+        Ending::GatewayClosed(cause) => {
+            let cause = cause.unwrap_or_else(|| "set PROM_LOG=rmcp=debug to see why".to_owned());
             eprintln!(
-                "error: the connection to the gateway at {url} ended (the reason is logged above); \
-                 is the server running, and is this the MCP endpoint of a service?"
+                "error: the connection to the gateway at {url} ended ({cause}). Is the server running, \
+                 and is this the MCP endpoint of a service?"
             );
             exit_now(1)
         }
@@ -120,7 +102,10 @@ fn exit_now(code: u8) -> ! {
 
 /// Standard output carries MCP, so every log line goes to standard error.
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("PROM_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // rmcp's transport worker logs why it stopped as an error; the user gets that reason from us,
+    // in the words of the failure (TOKEN_INVALID: …, connection refused, …), not twice.
+    let filter =
+        EnvFilter::try_from_env("PROM_LOG").unwrap_or_else(|_| EnvFilter::new("warn,rmcp::transport::worker=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -157,23 +142,23 @@ impl AgentKey {
 
 /// The gateway's refusal of the key, as its `{"error":{"code","message"}}` body says.
 #[derive(Debug)]
-struct Refusal {
-    status: u16,
-    code: String,
-    message: String,
+pub(super) struct Refusal {
+    pub(super) status: u16,
+    pub(super) code: String,
+    pub(super) message: String,
 }
 
 /// Asks the gateway why a message could not be delivered. rmcp reports an HTTP 401 either with the
 /// `WWW-Authenticate` challenge alone or with the body inside an error string, so rather than parse
 /// its error text, one GET with the same key reads the gateway's own JSON error.
-struct Probe {
+pub(super) struct Probe {
     http: reqwest::Client,
     url: reqwest::Url,
     credential: (HeaderName, HeaderValue),
 }
 
 impl Probe {
-    async fn refusal(&self) -> Option<Refusal> {
+    pub(super) async fn refusal(&self) -> Option<Refusal> {
         let (name, value) = self.credential.clone();
         let request = self.http.get(self.url.clone()).header(ACCEPT, "text/event-stream").header(name, value);
         let response = match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
@@ -184,219 +169,18 @@ impl Probe {
             }
             Err(_) => return None,
         };
+        // Only a 401 is about the key itself; anything else the request's own error reports.
         let status = response.status();
-        if !matches!(status.as_u16(), 401 | 403) {
+        if status != reqwest::StatusCode::UNAUTHORIZED {
             return None;
         }
         let body = tokio::time::timeout(PROBE_TIMEOUT, response.json::<Value>()).await.ok()?.unwrap_or_default();
         let field = |name: &str| body.pointer(&format!("/error/{name}")).and_then(Value::as_str).map(str::to_owned);
         Some(Refusal {
             status: status.as_u16(),
-            code: field("code")
-                .unwrap_or_else(|| if status.as_u16() == 401 { "TOKEN_INVALID" } else { "FORBIDDEN" }.into()),
+            code: field("code").unwrap_or_else(|| "TOKEN_INVALID".to_owned()),
             message: field("message").unwrap_or_else(|| format!("the gateway answered {status}")),
         })
-    }
-}
-
-/// Why forwarding stopped.
-enum Ending {
-    /// The host closed standard input (or standard output): the normal end.
-    HostClosed,
-    /// SIGTERM or Ctrl-C.
-    Terminated,
-    KeyRefused(Refusal),
-    GatewayClosed,
-}
-
-type HostTransport = AsyncRwTransport<RoleServer, rmcp::transport::StdioReader, rmcp::transport::StdioWriter>;
-type GatewayTransport = StreamableHttpClientTransport<reqwest::Client>;
-
-/// The two transports and the messages in transit between them.
-struct Bridge {
-    host: HostTransport,
-    gateway: GatewayTransport,
-    probe: Probe,
-    /// Deliveries to the gateway, with the id of the request each carries (to answer it on failure).
-    /// Polled in the order they were pushed, so messages reach the transport in the host's order.
-    to_gateway: FuturesUnordered<BoxFuture<'static, (Option<RequestId>, Result<(), GatewayError>)>>,
-    to_host: FuturesUnordered<BoxFuture<'static, std::io::Result<()>>>,
-    /// The host's requests that have not been answered yet.
-    in_flight: HashSet<RequestId>,
-}
-
-impl Bridge {
-    fn new(host: HostTransport, gateway: GatewayTransport, probe: Probe) -> Self {
-        Self {
-            host,
-            gateway,
-            probe,
-            to_gateway: FuturesUnordered::new(),
-            to_host: FuturesUnordered::new(),
-            in_flight: HashSet::new(),
-        }
-    }
-
-    async fn run(mut self) -> Ending {
-        let ending = self.forward().await;
-        // Whatever is on its way to the host (such as the error answering a refused request) is
-        // written before we go.
-        let _ = tokio::time::timeout(DRAIN_GRACE, async { while self.to_host.next().await.is_some() {} }).await;
-        if matches!(ending, Ending::HostClosed | Ending::Terminated) {
-            // Ends the session: DELETE, bounded by rmcp.
-            if let Err(error) = self.gateway.close().await {
-                tracing::debug!(%error, "closing the gateway session");
-            }
-        }
-        ending
-    }
-
-    async fn forward(&mut self) -> Ending {
-        let terminated = terminate_signal();
-        tokio::pin!(terminated);
-        let drain_deadline = tokio::time::sleep(Duration::MAX);
-        tokio::pin!(drain_deadline);
-        let mut host_open = true;
-        let mut gateway_open = true;
-        loop {
-            if !host_open && self.in_flight.is_empty() && self.to_gateway.is_empty() {
-                return Ending::HostClosed;
-            }
-            if !gateway_open && self.to_gateway.is_empty() {
-                // Every delivery has failed or succeeded by now; nobody will answer the rest.
-                for id in std::mem::take(&mut self.in_flight) {
-                    let error = ErrorData::internal_error("the connection to the Prometheus gateway ended", None);
-                    self.send_to_host(ServerJsonRpcMessage::error(error, Some(id)));
-                }
-                return Ending::GatewayClosed;
-            }
-            tokio::select! {
-                message = self.host.receive(), if host_open && gateway_open => match message {
-                    Some(message) => self.send_to_gateway(message),
-                    None => {
-                        tracing::debug!("the host closed standard input");
-                        host_open = false;
-                        drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
-                    }
-                },
-                message = self.gateway.receive(), if gateway_open => match message {
-                    Some(message) => {
-                        if let Some(id) = answered_request(&message) {
-                            self.in_flight.remove(id);
-                        }
-                        self.send_to_host(message);
-                    }
-                    None => gateway_open = false,
-                },
-                Some((id, result)) = self.to_gateway.next(), if !self.to_gateway.is_empty() => {
-                    if let Err(error) = result {
-                        if let Some(refusal) = self.delivery_failed(id, error).await {
-                            return Ending::KeyRefused(refusal);
-                        }
-                    }
-                }
-                Some(written) = self.to_host.next(), if !self.to_host.is_empty() => {
-                    if let Err(error) = written {
-                        tracing::debug!(%error, "standard output is closed");
-                        return Ending::HostClosed;
-                    }
-                }
-                () = &mut drain_deadline, if !host_open => {
-                    tracing::warn!(unanswered = self.in_flight.len(), "stopping with requests still in flight");
-                    return Ending::HostClosed;
-                }
-                () = &mut terminated => return Ending::Terminated,
-            }
-        }
-    }
-
-    fn send_to_gateway(&mut self, message: ClientJsonRpcMessage) {
-        let id = match &message {
-            ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),
-            _ => None,
-        };
-        if let Some(id) = &id {
-            self.in_flight.insert(id.clone());
-        }
-        let delivery = self.gateway.send(message);
-        self.to_gateway.push(Box::pin(async move { (id, delivery.await) }));
-    }
-
-    fn send_to_host(&mut self, message: ServerJsonRpcMessage) {
-        self.to_host.push(Box::pin(self.host.send(message)));
-    }
-
-    /// A message did not reach the gateway. A request gets a JSON-RPC error in its place, so that
-    /// the host does not wait forever; a refused key ends the bridge.
-    async fn delivery_failed(&mut self, id: Option<RequestId>, error: GatewayError) -> Option<Refusal> {
-        // Once the transport has stopped, every delivery fails alike: there is nothing to ask.
-        let refusal = match error {
-            StreamableHttpError::TransportChannelClosed => None,
-            _ => self.probe.refusal().await,
-        };
-        match &refusal {
-            Some(refusal) => tracing::debug!(code = %refusal.code, "the gateway refused the key"),
-            None => tracing::warn!(error = with_causes(&error), "could not forward a message to the gateway"),
-        }
-        if let Some(id) = id.filter(|id| self.in_flight.remove(id)) {
-            let error = match &refusal {
-                Some(refusal) => ErrorData::new(
-                    KEY_REFUSED,
-                    format!("{}: {}", refusal.code, refusal.message),
-                    Some(json!({ "code": refusal.code, "message": refusal.message, "status": refusal.status })),
-                ),
-                None => ErrorData::internal_error(
-                    format!("prom connect could not forward this request to the gateway: {}", with_causes(&error)),
-                    None,
-                ),
-            };
-            self.send_to_host(ServerJsonRpcMessage::error(error, Some(id)));
-        }
-        refusal
-    }
-}
-
-/// An error and its causes on one line: reqwest's own message leaves out why a connection failed.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        let text = error.to_string();
-        if !line.contains(&text) {
-            line = format!("{line}: {text}");
-        }
-        cause = error.source();
-    }
-    line
-}
-
-/// The id of the host's request that this message answers, if it is an answer.
-fn answered_request(message: &ServerJsonRpcMessage) -> Option<&RequestId> {
-    match message {
-        ServerJsonRpcMessage::Response(response) => Some(&response.id),
-        ServerJsonRpcMessage::Error(error) => error.id.as_ref(),
-        _ => None,
-    }
-}
-
-async fn terminate_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
 
@@ -404,66 +188,7 @@ async fn terminate_signal() {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use serde_json::json;
-
     use super::*;
-
-    /// A message goes through the bridge as rmcp's typed value: read as one side's message, written
-    /// as the other side's. This is what that does to it on the wire.
-    fn from_gateway(raw: &Value) -> Value {
-        serde_json::to_value(serde_json::from_value::<ServerJsonRpcMessage>(raw.clone()).unwrap()).unwrap()
-    }
-
-    fn from_host(raw: &Value) -> Value {
-        serde_json::to_value(serde_json::from_value::<ClientJsonRpcMessage>(raw.clone()).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn what_hosts_and_servers_rely_on_crosses_unchanged() {
-        let from_server = [
-            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1.0,"total":5.0,"message":"4 left"}}),
-            json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"l","data":{"x":1}}}),
-            json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}),
-            json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"q"}}],"maxTokens":10,"systemPrompt":"sp"}}),
-            json!({"jsonrpc":"2.0","id":"s2","method":"elicitation/create","params":{"mode":"form","message":"name?","requestedSchema":{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}}}),
-            json!({"jsonrpc":"2.0","id":"s3","method":"roots/list"}),
-            json!({"jsonrpc":"2.0","id":"s4","method":"vendor/custom","params":{"a":[1,2]}}),
-            json!({"jsonrpc":"2.0","method":"notifications/vendor","params":{"a":1}}),
-            json!({"jsonrpc":"2.0","id":4,"error":{"code":-32001,"message":"ALLOWANCE_EXCEEDED: raise it","data":{"url":"http://x/app"}}}),
-            json!({"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"echo","title":"Echo","description":"d","inputSchema":{"type":"object"},"outputSchema":{"type":"object"},"annotations":{"readOnlyHint":true},"icons":[{"src":"http://x/i.png"}],"_meta":{"k":"v"}}],"nextCursor":"c2"}}),
-            json!({"jsonrpc":"2.0","id":6,"result":{"content":[{"type":"text","text":"t"},{"type":"image","data":"aGk=","mimeType":"image/png"},{"type":"resource_link","uri":"file:///a","name":"a"}],"structuredContent":{"a":1},"isError":false,"_meta":{"m":1}}}),
-            json!({"jsonrpc":"2.0","id":7,"result":{"vendor":"an unknown result"}}),
-        ];
-        for raw in &from_server {
-            assert_eq!(&from_gateway(raw), raw);
-        }
-        let from_client = [
-            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{}}},"clientInfo":{"name":"c","version":"1"}}}),
-            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"countdown","arguments":{"n":5},"_meta":{"progressToken":1}}}),
-            json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"r"}}),
-            json!({"jsonrpc":"2.0","id":"s1","result":{"role":"assistant","content":{"type":"text","text":"a"},"model":"m","stopReason":"endTurn"}}),
-            json!({"jsonrpc":"2.0","id":"s2","result":{"action":"accept","content":{"name":"ada"}}}),
-            json!({"jsonrpc":"2.0","id":"s3","result":{"roots":[{"uri":"file:///r","name":"r"}]}}),
-            json!({"jsonrpc":"2.0","id":"s5","error":{"code":-1,"message":"declined"}}),
-            json!({"jsonrpc":"2.0","id":2,"method":"vendor/thing","params":{"x":1}}),
-        ];
-        for raw in &from_client {
-            assert_eq!(&from_host(raw), raw);
-        }
-    }
-
-    /// What rmcp's types drop on the way, as of rmcp 3.11: fields it does not model inside a known
-    /// message. When this fails, rmcp keeps more than it did; update the report in the module docs.
-    #[test]
-    fn known_losses_of_the_typed_round_trip() {
-        let unknown_field = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[],"x-vendor":1}});
-        assert_eq!(from_gateway(&unknown_field), json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}}));
-        let unknown_capability = json!({"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"vendor":{}},"serverInfo":{"name":"s","version":"1"}}});
-        assert_eq!(from_gateway(&unknown_capability)["result"]["capabilities"], json!({}));
-        let execution = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"},"execution":{"taskSupport":"optional"}}]}});
-        assert_eq!(from_gateway(&execution)["result"]["tools"][0].get("execution"), None);
-    }
 
     #[test]
     fn the_key_header_is_sensitive_and_names_the_variable_only() {

@@ -66,6 +66,7 @@ pub async fn start(state: &AppState, gateway: SocketAddr) -> anyhow::Result<Demo
 
     let slug = ServiceSlug::parse(DEMO_SERVICE)?;
     let prices: BTreeMap<String, Amount> = [("fortune".to_owned(), Amount::new(FORTUNE_PRICE))].into_iter().collect();
+    let upstream_url = upstream.clone();
     let upstream = Upstream::Http { url: upstream };
     let patch =
         ServicePatch { upstream: Some(upstream.clone()), prices: Some(prices.clone()), ..ServicePatch::default() };
@@ -121,7 +122,8 @@ pub async fn start(state: &AppState, gateway: SocketAddr) -> anyhow::Result<Demo
         )
         .await?;
 
-    print_banner(gateway, &password, key.expose());
+    tracing::info!(upstream = %upstream_url, "demo MCP server running");
+    print_banner(gateway, &password, key.expose(), &upstream_url);
     Ok(DemoHandle { _stop: stop })
 }
 
@@ -131,7 +133,7 @@ fn random_password() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn print_banner(gateway: SocketAddr, password: &str, key: &str) {
+fn print_banner(gateway: SocketAddr, password: &str, key: &str, upstream: &str) {
     let base = format!("http://{gateway}");
     let mcp_url = format!("{base}/mcp/{DEMO_SERVICE}");
     let prom = std::env::current_exe().map_or_else(|_| "prom".to_owned(), |p| p.display().to_string());
@@ -148,6 +150,7 @@ fn print_banner(gateway: SocketAddr, password: &str, key: &str) {
     println!(
         "\n=== Prometheus demo ready ===========================================================\n\
          MCP service:  {mcp_url}   (tools: echo, fortune = {FORTUNE_PRICE}, countdown)\n\
+         Upstream:     {upstream}   (the demo server itself, without the gateway)\n\
          Agent key:    {key}\n\
          Sign in:      prom login --server {base} --email {DEMO_EMAIL}   (password: {password})\n\
          \n\

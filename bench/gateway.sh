@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Gateway overhead, measured side by side in one run: the same wrk load (tools/call on `echo`, a
+# fixed body, one MCP session per target) against the demo MCP server directly and through the
+# gateway (`/mcp/demo`, authenticated with an API key on every request). Rounds alternate
+# direct/gateway so drift on the machine hits both alike.
+#
+#   bench/gateway.sh [duration-seconds] [connections] [rounds]
+#
+# Needs wrk (Debian: apt-get install wrk) and a release build (`cargo build --release -p prom`).
+# Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNECTIONS=${2:-16}
+ROUNDS=${3:-3}
+PORT=${PORT:-7391}
+BIN=${CARGO_TARGET_DIR:-target}/release/prom
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+[ -x "$BIN" ] || cargo build --release -p prom
+
+work=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+PROM_LOG=warn "$BIN" serve --demo --listen "127.0.0.1:$PORT" --data-dir "$work/data" >"$work/banner" 2>"$work/log" &
+server=$!
+for _ in $(seq 1 100); do grep -q "Agent key:" "$work/banner" 2>/dev/null && break; sleep 0.1; done
+key=$(grep -oE 'prom_(live|test)_[0-9a-f]{64}' "$work/banner" | head -n1)
+upstream=$(sed -n 's/^Upstream: *\([^ ]*\).*/\1/p' "$work/banner")
+gateway="http://127.0.0.1:$PORT/mcp/demo"
+
+# One MCP session per target (the demo server is stateful, protocol 2025-11-25).
+open_session() { # url, extra curl args...
+  local url=$1; shift
+  curl -s -D - -o /dev/null "$url" "$@" -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}' \
+    | tr -d '\r' | sed -n 's/^mcp-session-id: //Ip'
+}
+direct_session=$(open_session "$upstream")
+gateway_session=$(open_session "$gateway" -H "x-api-key: $key")
+for target in "$upstream|$direct_session|" "$gateway|$gateway_session|$key"; do
+  IFS='|' read -r url session k <<<"$target"
+  curl -s -o /dev/null "$url" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+    -H "mcp-session-id: $session" -H 'mcp-protocol-version: 2025-11-25' ${k:+-H "x-api-key: $k"} \
+    -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+done
+
+cat >"$work/echo.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}}}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["accept"] = "application/json, text/event-stream"
+wrk.headers["mcp-protocol-version"] = "2025-11-25"
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT rps=%.1f p50_us=%d p99_us=%d errors=%d requests=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99), errors, summary.requests))
+end
+LUA
+
+run() { # name url session [key]
+  local out
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/echo.lua" -H "mcp-session-id: $3" ${4:+-H "x-api-key: $4"} "$2" | grep RESULT)
+  echo "$1 $out"
+}
+echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds=$ROUNDS cores=$(nproc)"
+for round in $(seq 1 "$ROUNDS"); do
+  run "direct  round=$round" "$upstream" "$direct_session"
+  run "gateway round=$round" "$gateway" "$gateway_session" "$key"
+done | tee "$work/results"
+awk '
+  /^direct/  { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } d_rps+=v["rps"]; d50+=v["p50_us"]; d99+=v["p99_us"]; n++ }
+  /^gateway/ { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } g_rps+=v["rps"]; g50+=v["p50_us"]; g99+=v["p99_us"]; e+=v["errors"] }
+  END {
+    printf "direct:  %.0f req/s  p50 %.0f us  p99 %.0f us\n", d_rps/n, d50/n, d99/n
+    printf "gateway: %.0f req/s  p50 %.0f us  p99 %.0f us  (errors %d)\n", g_rps/n, g50/n, g99/n, e
+    printf "throughput ratio gateway/direct: %.1f%%   added p50: %.0f us   added p99: %.0f us\n", 100*g_rps/d_rps, (g50-d50)/n, (g99-d99)/n
+  }' "$work/results"
