@@ -359,3 +359,159 @@ async fn connect_with_a_refused_key_answers_the_request_and_exits_2() {
         assert!(!seen.is_empty() && seen.iter().all(|header| *header == expected), "{seen:?}");
     }
 }
+
+/// `prom serve --demo` as a child process: the gateway with the demo service behind `/mcp/demo`.
+struct DemoGateway {
+    child: tokio::process::Child,
+    base: String,
+    mcp_url: String,
+    key: String,
+    password: String,
+    _data: tempfile::TempDir,
+}
+
+async fn spawn_demo_gateway() -> DemoGateway {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(PROM)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("PROM_KEY_KDF__M_COST_KIB", "256")
+        .env("PROM_KEY_KDF__T_COST", "1")
+        .env("PROM_PASSWORD_KDF__M_COST_KIB", "256")
+        .env("PROM_PASSWORD_KDF__T_COST", "1")
+        .env("PROM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).await.unwrap() > 0, "prom serve --demo exited:\n{banner}");
+            banner.push_str(&line);
+            if line.starts_with("=====") && banner.contains("Agent key:") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo banner");
+    let field = |label: &str| {
+        banner
+            .lines()
+            .find_map(|line| line.strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {label} in:\n{banner}"))
+            .to_owned()
+    };
+    let mcp_url = field("MCP service:");
+    let key = field("Agent key:");
+    let password = banner.split("(password: ").nth(1).and_then(|rest| rest.split(')').next()).unwrap().to_owned();
+    let base = mcp_url.trim_end_matches("/mcp/demo").to_owned();
+    tokio::spawn(async move {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest).await;
+    });
+    DemoGateway { child, base, mcp_url, key, password, _data: data }
+}
+
+impl DemoGateway {
+    /// Signs in as the demo owner and returns a session token.
+    async fn owner_token(&self) -> String {
+        let body = json!({"email": "demo@prometheus.local", "password": self.password});
+        let response =
+            reqwest::Client::new().post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn create_key(&self, token: &str, label: &str) -> (String, String) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/keys", self.base))
+            .bearer_auth(token)
+            .json(&json!({"label": label}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
+    }
+
+    async fn revoke(&self, token: &str, id: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/keys/{id}/revoke", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// Runs revoked.mjs connected with a working key, revokes the key, then lets it call again.
+async fn revoked_mid_session(gateway: &DemoGateway, transport: &str, token: &str, label: &str) -> Value {
+    let (id, key) = gateway.create_key(token, label).await;
+    let mut node = tokio::process::Command::new("node")
+        .arg("revoked.mjs")
+        .current_dir(interop_dir())
+        .envs([
+            ("MCP_URL", gateway.mcp_url.as_str()),
+            ("PROM_KEY", key.as_str()),
+            ("HEADER_MODE", "x-api-key"),
+            ("TRANSPORT", transport),
+            ("PROM_BIN", PROM),
+            ("WAIT_STDIN", "1"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(node.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line)).await.expect("connected").unwrap();
+    assert_eq!(line.trim(), r#"{"connected":true}"#, "revoked.mjs did not connect with a valid key");
+    gateway.revoke(token, &id).await;
+    let mut stdin = node.stdin.take().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    tokio::time::timeout(Duration::from_secs(60), stdout.read_to_string(&mut rest)).await.expect("result").unwrap();
+    let status = node.wait().await.unwrap();
+    assert!(status.success(), "revoked.mjs failed: {rest}");
+    let result: Value = serde_json::from_str(rest.lines().last().unwrap_or_default()).unwrap();
+    assert!(!result.to_string().contains(&key[10..]), "no error shows the key: {result}");
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_through_the_gateway_with_real_and_revoked_keys() {
+    if !node_ready() {
+        return;
+    }
+    let gateway = spawn_demo_gateway().await;
+    for mode in ["bearer", "x-api-key"] {
+        let result =
+            run_node("http.mjs", &[("MCP_URL", &gateway.mcp_url), ("PROM_KEY", &gateway.key), ("HEADER_MODE", mode)]);
+        assert_demo_exercised(&result, "http");
+    }
+    let result =
+        run_node("stdio.mjs", &[("MCP_URL", &gateway.mcp_url), ("PROM_KEY", &gateway.key), ("PROM_BIN", PROM)]);
+    assert_demo_exercised(&result, "stdio");
+
+    // A key revoked while its client is connected fails on its very next call, both ways.
+    let token = gateway.owner_token().await;
+    let http = revoked_mid_session(&gateway, "http", &token, "sdk over http").await;
+    assert_eq!(http["error_code"], "TOKEN_INVALID", "{http}");
+    assert_eq!(http["step"], "listTools", "{http}");
+    let stdio = revoked_mid_session(&gateway, "stdio", &token, "sdk over prom connect").await;
+    assert_eq!(stdio["error_code"], "TOKEN_INVALID", "{stdio}");
+    assert!(stdio["prom_stderr"].as_str().unwrap_or_default().contains("TOKEN_INVALID"), "{stdio}");
+
+    drop(gateway.child);
+}
