@@ -1,30 +1,48 @@
 #!/usr/bin/env bash
 # Gateway overhead, measured side by side in one run: the same wrk load (tools/call on `echo`, a
 # fixed body, one MCP session per target) against the demo MCP server directly and through the
-# gateway (`/mcp/demo`, authenticated with an API key on every request). Rounds alternate
-# direct/gateway so drift on the machine hits both alike.
+# gateway (`/mcp/demo`, authenticated with an API key on every request). The demo server runs as
+# its own process, the gateway as another; rounds alternate direct/gateway so drift on the machine
+# hits both alike.
 #
 #   bench/gateway.sh [duration-seconds] [connections] [rounds]
+#   PROM_WORKER_THREADS=1 bench/gateway.sh …     # the gateway on one tokio worker thread
 #
-# Needs wrk (Debian: apt-get install wrk) and a release build (`cargo build --release -p prom`).
-# Loopback only.
+# Needs wrk (Debian: apt-get install wrk) and release builds of prom and demo-mcp. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNECTIONS=${2:-16}
 ROUNDS=${3:-3}
 PORT=${PORT:-7391}
-BIN=${CARGO_TARGET_DIR:-target}/release/prom
+UPSTREAM_PORT=${UPSTREAM_PORT:-7392}
+TARGET=${CARGO_TARGET_DIR:-target}/release
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-[ -x "$BIN" ] || cargo build --release -p prom
+[ -x "$TARGET/prom" ] && [ -x "$TARGET/demo-mcp" ] || cargo build --release -p prom -p demo-mcp
+PROM=$TARGET/prom
 
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-PROM_LOG=warn "$BIN" serve --demo --listen "127.0.0.1:$PORT" --data-dir "$work/data" >"$work/banner" 2>"$work/log" &
+cleanup() {
+  kill "${server:-}" "${upstream_pid:-}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+"$TARGET/demo-mcp" --http "127.0.0.1:$UPSTREAM_PORT" 2>"$work/demo.log" &
+upstream_pid=$!
+PROM_LOG=warn "$PROM" serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"$work/log" &
 server=$!
-for _ in $(seq 1 100); do grep -q "Agent key:" "$work/banner" 2>/dev/null && break; sleep 0.1; done
-key=$(grep -oE 'prom_(live|test)_[0-9a-f]{64}' "$work/banner" | head -n1)
-upstream=$(sed -n 's/^Upstream: *\([^ ]*\).*/\1/p' "$work/banner")
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+
+# An owner, a session, the service and a key, through the real API.
+echo 'benchmark-password' | "$PROM" admin create-user --email bench@example.com --tenant bench --role owner \
+  --password-stdin --data-dir "$work/data" >/dev/null
+api() { curl -sf "http://127.0.0.1:$PORT$1" -H 'content-type: application/json' "${@:2}"; }
+token=$(api /v1/auth/login -d '{"email":"bench@example.com","password":"benchmark-password"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+upstream="http://127.0.0.1:$UPSTREAM_PORT/mcp"
+api /v1/services -H "authorization: Bearer $token" \
+  -d "{\"slug\":\"demo\",\"name\":\"demo\",\"upstream\":{\"url\":\"$upstream\"},\"prices\":{\"fortune\":\"250\"}}" >/dev/null
+key=$(api /v1/keys -H "authorization: Bearer $token" -d '{"label":"benchmark"}' | sed 's/.*"key":"\([^"]*\)".*/\1/')
 gateway="http://127.0.0.1:$PORT/mcp/demo"
 
 # One MCP session per target (the demo server is stateful, protocol 2025-11-25).
@@ -62,7 +80,7 @@ run() { # name url session [key]
   out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/echo.lua" -H "mcp-session-id: $3" ${4:+-H "x-api-key: $4"} "$2" | grep RESULT)
   echo "$1 $out"
 }
-echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds=$ROUNDS cores=$(nproc)"
+echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds=$ROUNDS cores=$(nproc) gateway_workers=${PROM_WORKER_THREADS:-default}"
 for round in $(seq 1 "$ROUNDS"); do
   run "direct  round=$round" "$upstream" "$direct_session"
   run "gateway round=$round" "$gateway" "$gateway_session" "$key"

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod id;
 pub mod kdf;
 pub mod key;
+pub mod ledger;
 pub mod money;
 pub mod service;
 pub mod session;

@@ -12,6 +12,7 @@
 
 mod audit;
 mod keys;
+mod ledger;
 mod rows;
 mod services;
 mod settings;
@@ -26,6 +27,8 @@ use prom_core::store::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
+
+pub use ledger::{EmbeddedLedger, EmbeddedLedgerConfig};
 
 /// Where the data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]

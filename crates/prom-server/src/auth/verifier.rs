@@ -196,17 +196,24 @@ impl KeyVerifier {
                 (entry.principal.clone(), entry.digest.clone())
             }
         };
-        // Stale: re-read the key's state by digest (no Argon2 needed).
+        // Stale: re-read the key's state by digest (no Argon2 needed). The entry stays in place
+        // meanwhile, so concurrent requests with the same key revalidate the same cheap way
+        // instead of falling through to the cold path and queueing on the Argon2 pool.
         self.stats.revalidations.fetch_add(1, Ordering::Relaxed);
-        self.cache.remove(cache_key);
         let read_started = Instant::now();
         let record = self.store.find_key_by_digest(&stale_digest).await?;
         match record {
             Some(record) if record.id == principal.key_id => {
-                let principal = self.admit(&record, stale_digest, *cache_key, now, read_started)?;
-                Ok(Some(principal))
+                let admitted = self.admit(&record, stale_digest, *cache_key, now, read_started);
+                if admitted.is_err() {
+                    self.cache.remove(cache_key);
+                }
+                admitted.map(Some).map_err(|err| self.refuse(*cache_key, err))
             }
-            _ => Err(unknown()),
+            _ => {
+                self.cache.remove(cache_key);
+                Err(self.refuse(*cache_key, unknown()))
+            }
         }
     }
 

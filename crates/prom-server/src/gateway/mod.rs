@@ -61,6 +61,8 @@ pub struct Gateway {
     pub sessions: SessionBindings,
     pub stdio: Arc<StdioUpstreams>,
     pub metrics: Arc<Metrics>,
+    /// Upstream URLs, parsed once.
+    urls: dashmap::DashMap<String, reqwest::Url>,
     max_request_bytes: usize,
     upstream_timeout: Duration,
     allowed_origins: Vec<String>,
@@ -78,6 +80,7 @@ impl Gateway {
             sessions: SessionBindings::default(),
             stdio: StdioUpstreams::new(Duration::from_secs(config.stdio_idle_secs), config.max_stdio_sessions),
             metrics,
+            urls: dashmap::DashMap::new(),
             max_request_bytes: config.max_mcp_request_bytes,
             upstream_timeout: Duration::from_secs(config.upstream_timeout_secs),
             allowed_origins: config.allowed_origins.clone(),
@@ -294,6 +297,19 @@ async fn forward(
         Upstream::Http { url } => url,
         Upstream::Stdio { .. } => {
             return Err(ApiError::internal(std::io::Error::other("stdio service in the HTTP path")));
+        }
+    };
+    let url = match gateway.urls.get(url) {
+        Some(parsed) => parsed.clone(),
+        None => {
+            let parsed = reqwest::Url::parse(url).map_err(|_| {
+                ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
+            })?;
+            if gateway.urls.len() > 10_000 {
+                gateway.urls.clear();
+            }
+            gateway.urls.insert(url.clone(), parsed.clone());
+            parsed
         }
     };
     let mut request = gateway.client.request(method, url);

@@ -163,6 +163,29 @@ async fn a_revocation_made_elsewhere_is_seen_once_the_cached_entry_is_due() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revalidating_a_cached_key_never_runs_argon2_again() {
+    // Every request finds its cache entry due (interval 0): the many concurrent ones must all
+    // re-read by digest, none may fall through to the Argon2 pool (one cold lookup in all).
+    let app = TestApp::spawn_with(|config| config.key_cache_revalidate_secs = 0).await;
+    let owner = app.with_owner("acme").await;
+    let (_, key) = owner.create_key("agent").await;
+    assert_eq!(app.whoami(&key).await.0, StatusCode::OK);
+    let stats = &app.state.verifier.stats;
+    let cold_before = stats.cold_lookups.load(std::sync::atomic::Ordering::Relaxed);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let client = app.client.clone();
+        let key = key.clone();
+        calls.spawn(async move { client.get("/v1/whoami", Cred::ApiKey(&key)).await.0 });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::OK);
+    }
+    assert_eq!(stats.cold_lookups.load(std::sync::atomic::Ordering::Relaxed), cold_before, "no Argon2 after the first");
+    assert!(stats.revalidations.load(std::sync::atomic::Ordering::Relaxed) >= 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_used_at_is_set_once_the_key_is_used() {
     let app = TestApp::spawn().await;
     let owner = app.with_owner("acme").await;

@@ -17,7 +17,14 @@ use crate::cli::{Cli, Command};
 pub const EXIT_USAGE: u8 = 2;
 
 pub fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Worker threads default to one per core; an operator sharing the machine may want fewer.
+    if let Some(threads) = std::env::var("PROM_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        if threads > 0 {
+            builder.worker_threads(threads);
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
