@@ -44,6 +44,8 @@ mod concurrency;
 mod isolation;
 #[path = "store/keys.rs"]
 mod keys;
+#[path = "store/ledger.rs"]
+mod ledger;
 #[path = "store/rotation.rs"]
 mod rotation;
 #[path = "store/services.rs"]
