@@ -68,6 +68,10 @@ define_id!(
     /// Identifies a registered MCP service.
     ServiceId
 );
+define_id!(
+    /// Identifies one charge (a hold for one paid tool call, later captured or released).
+    ChargeId
+);
 
 #[cfg(test)]
 mod tests {

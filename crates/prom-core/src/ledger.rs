@@ -3,8 +3,9 @@
 //! records and their exact error variants, mirroring the candid types of the standard
 //! (<https://github.com/dfinity/ICRC-1>, `standards/ICRC-1` and `standards/ICRC-2`).
 //!
-//! Two ledgers implement [`Ledger`]: `EmbeddedLedger` (prom-store: tables in the same database,
-//! the default and the test double of record) and an `IcLedger` adapter for a real ICRC-2 canister.
+//! `EmbeddedLedger` (prom-store: tables in the same database) implements [`Ledger`]; it is the
+//! default and the test double of record. An `IcLedger` adapter for a real ICRC-2 canister is to
+//! follow, behind a cargo feature.
 //!
 //! Differences from the candid types, all at the edge of what a canister can express:
 //! - `nat` amounts are [`Amount`] (`u128`). Real ledgers use unbounded `Nat`; the `IcLedger` adapter
@@ -17,21 +18,20 @@
 //! same for deduplication ([`DedupKey`]), the `created_at_time` window ([`TxWindow`]), when an
 //! allowance is active ([`Allowance::as_of`]), and the ledger's notion of now ([`Clock`]).
 
+mod clock;
 mod dedup;
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use thiserror::Error;
-use time::OffsetDateTime;
 
 use crate::money::Amount;
 use crate::store::StoreError;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use dedup::{CreatedAtTimeError, DedupKey, TxWindow};
 
 /// The longest memo a ledger must accept (ICRC-1: "at least 32 bytes"); the embedded ledger accepts
@@ -324,52 +324,6 @@ pub trait Ledger: Send + Sync + fmt::Debug {
     async fn mint(&self, to: &Account, amount: Amount) -> Result<BlockIndex, LedgerError>;
 }
 
-/// The ledger's time, in nanoseconds since the Unix epoch (UTC), as in `created_at_time`,
-/// `expires_at` and `ledger_time`. Injected so that tests can move time.
-pub trait Clock: Send + Sync + fmt::Debug {
-    fn now_nanos(&self) -> u64;
-}
-
-/// The system's wall clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_nanos(&self) -> u64 {
-        u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
-    }
-}
-
-/// A clock that moves only when told to (tests, simulations).
-#[derive(Debug)]
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    pub fn new(now_nanos: u64) -> Self {
-        Self(AtomicU64::new(now_nanos))
-    }
-
-    /// Starts at the current wall-clock time.
-    pub fn starting_now() -> Self {
-        Self::new(SystemClock.now_nanos())
-    }
-
-    pub fn set(&self, now_nanos: u64) {
-        self.0.store(now_nanos, AtomicOrdering::SeqCst);
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        let _ = self.0.fetch_update(AtomicOrdering::SeqCst, AtomicOrdering::SeqCst, |now| Some(now.saturating_add(by)));
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_nanos(&self) -> u64 {
-        self.0.load(AtomicOrdering::SeqCst)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -426,17 +380,5 @@ mod tests {
         assert_eq!(err.to_string(), "the allowance (40) cannot cover the amount and the fee");
         let err = ApproveError::Duplicate { duplicate_of: BlockIndex(12) };
         assert_eq!(err.to_string(), "the same approval was already applied in block 12");
-    }
-
-    #[test]
-    fn the_manual_clock_moves_when_told() {
-        let clock = ManualClock::new(1_000);
-        clock.advance(Duration::from_nanos(500));
-        assert_eq!(clock.now_nanos(), 1_500);
-        clock.set(7);
-        assert_eq!(clock.now_nanos(), 7);
-        clock.advance(Duration::MAX);
-        assert_eq!(clock.now_nanos(), u64::MAX);
-        assert!(SystemClock.now_nanos() > 1_700_000_000_000_000_000);
     }
 }

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::access::{Role, Scope};
 use crate::audit::{AuditContext, AuditEvent, AuditFilter, NewAuditEvent};
+use crate::charge::{Budget, ChargeOp, ChargeOpResult};
 use crate::id::{KeyId, ServiceId, SessionId, TenantId, UserId};
 use crate::kdf::KeyDigest;
 use crate::key::{Environment, display_form};
@@ -286,9 +287,36 @@ pub trait UsageStore: Send + Sync {
     async fn record_usage(&self, events: &[UsageEvent], audit: &[NewAuditEvent]) -> StoreResult<()>;
 }
 
+#[async_trait]
+pub trait ChargeStore: Send + Sync {
+    /// The tenant's budget for a service (an empty one when nothing was ever approved).
+    async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget>;
+    /// Records the allowance the tenant approved on the ledger (what new holds may draw on).
+    async fn set_approved(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        approved: crate::money::Amount,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<Budget>;
+    /// Applies the operations in order, in one transaction, and returns one result per operation.
+    /// Each budget touched is locked for the transaction, so concurrent batches (on any node)
+    /// cannot together hold more than was approved.
+    async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
-    SettingsStore + UserStore + SessionStore + KeyStore + AuditStore + ServiceStore + UsageStore + std::fmt::Debug + 'static
+    SettingsStore
+    + UserStore
+    + SessionStore
+    + KeyStore
+    + AuditStore
+    + ServiceStore
+    + UsageStore
+    + ChargeStore
+    + std::fmt::Debug
+    + 'static
 {
 }
 
@@ -300,6 +328,7 @@ impl<T> Store for T where
         + AuditStore
         + ServiceStore
         + UsageStore
+        + ChargeStore
         + std::fmt::Debug
         + 'static
 {

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub max_mcp_request_bytes: usize,
     /// How long the gateway waits for an upstream to start answering (seconds).
     pub upstream_timeout_secs: u64,
+    /// The URL agents and people reach this server at (for links in errors, e.g.
+    /// `https://prometheus.example.com`); by default taken from the request's `Host`.
+    pub public_url: Option<String>,
     /// A stdio upstream's process ends after this long without a request (seconds).
     pub stdio_idle_secs: u64,
     /// Most stdio upstream processes running at once.
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_mcp_request_bytes: 4 * 1024 * 1024,
             upstream_timeout_secs: 60,
+            public_url: None,
             stdio_idle_secs: 600,
             max_stdio_sessions: 64,
             stdio_upstream_commands: Vec::new(),

@@ -11,6 +11,7 @@ use secrecy::SecretSlice;
 use crate::auth::pool::HashingPool;
 use crate::auth::throttle::ClientThrottle;
 use crate::auth::verifier::{KeyVerifier, VerifierSettings};
+use crate::charging::ChargeBook;
 use crate::config::ServerConfig;
 use crate::directory::ServiceDirectory;
 use crate::gateway::Gateway;
@@ -33,6 +34,7 @@ pub struct AppState {
     pub usage: UsageRecorder,
     pub services: Arc<ServiceDirectory>,
     pub gateway: Arc<Gateway>,
+    pub charges: ChargeBook,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,7 @@ impl AppState {
         let services = Arc::new(ServiceDirectory::new(store.clone()));
         let metrics = Arc::new(Metrics::new(verifier.clone(), usage.clone()));
         let gateway = Arc::new(Gateway::new(&config, metrics)?);
+        let charges = ChargeBook::spawn(store.clone());
         Ok(Self {
             store,
             config: Arc::new(config),
@@ -94,6 +97,7 @@ impl AppState {
             usage,
             services,
             gateway,
+            charges,
         })
     }
 }

@@ -20,6 +20,8 @@ mod support;
 mod audit;
 #[path = "api/auth_errors.rs"]
 mod auth_errors;
+#[path = "api/charging.rs"]
+mod charging;
 #[path = "api/gateway.rs"]
 mod gateway;
 #[path = "api/isolation.rs"]

@@ -8,16 +8,20 @@
 //! never both spend the same allowance or balance, and a retried call finds the block its first
 //! attempt committed.
 //!
-//! The checks, in the order a call meets them (the standard's reference ledgers use the same):
+//! The checks, in the order a call meets them:
 //! 1. the ledger is not suspended (`TemporarilyUnavailable`);
 //! 2. the arguments alone: self-approval and the minting account (`GenericError`), `fee`
 //!    (`BadFee`), a burn's minimum (`BadBurn`), `created_at_time` (`TooOld`, `CreatedInFuture`);
 //! 3. under the locks: a deduplicated call seen before (`Duplicate`, before anything else, so a
 //!    retry always learns its block, and before `expected_allowance` as the ICRC-2 advisory asks);
-//! 4. the state: `Expired`, `AllowanceChanged`, `InsufficientAllowance`, `InsufficientFunds`.
+//! 4. the rest: `Expired` (after `Duplicate`, so a retry that arrives after its own expiry still
+//!    learns its block), `AllowanceChanged`, `InsufficientAllowance`, `InsufficientFunds`, and a
+//!    credit past `u128` (`GenericError`).
 //!
-//! Fees are burned: the minting account receives them (ICRC-1), so they leave the supply.
-//! Transfers to the minting account are burns: no fee, at least `min_burn_amount`.
+//! Fees are burned (ICRC-1: the minting account receives burnt fees, and it holds no balance):
+//! debited and credited to no one. Transfers to the minting account are burns: no fee, at least
+//! `min_burn_amount`. Amounts are decimal text in both databases and compared only in Rust, under
+//! the rows' locks.
 
 mod book;
 
@@ -73,7 +77,7 @@ pub struct EmbeddedLedger {
     suspended: Arc<AtomicBool>,
 }
 
-/// Runs `$apply` (an async block over `$tx`, answering `StoreResult<Result<_, _>>`) in one write
+/// Runs `$apply` (a future over `$tx`, answering `StoreResult<Result<_, _>>`) in one write
 /// transaction of `$ledger`'s store, committed when the answer is `Ok` and rolled back otherwise.
 macro_rules! in_transaction {
     ($ledger:expr, $tx:ident => $apply:expr) => {
@@ -91,6 +95,8 @@ macro_rules! in_transaction {
 }
 
 impl EmbeddedLedger {
+    // The `GenericError` codes are a contract (callers match on them): they never change.
+
     /// `GenericError` code: the spender's owner is the approver. ICRC-2: "The ledger SHOULD reject
     /// the call if the spender account owner is equal to the source account owner."
     pub const SELF_APPROVAL: u64 = 1;

@@ -11,6 +11,7 @@
 //! never fails with `SQLITE_BUSY`, while readers proceed in parallel under WAL.
 
 mod audit;
+mod charges;
 mod keys;
 mod ledger;
 mod rows;

@@ -116,6 +116,10 @@ pub struct KeyVerifier {
     /// started before that instant must not put what it read into the cache.
     tombstones: DashMap<KeyId, Instant>,
     throttle: ClientThrottle,
+    /// One cold lookup per presented key at a time: concurrent requests with the same key (an
+    /// agent's burst after a restart) wait for the first one's answer instead of each queueing
+    /// an Argon2 job.
+    inflight: DashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>,
     pub stats: VerifierStats,
 }
 
@@ -141,6 +145,7 @@ impl KeyVerifier {
             refused: DashMap::new(),
             tombstones: DashMap::new(),
             throttle,
+            inflight: DashMap::new(),
             stats: VerifierStats::default(),
         }
     }
@@ -167,7 +172,18 @@ impl KeyVerifier {
         if let Some(principal) = self.check_cached(&cache_key, now).await? {
             return Ok(principal);
         }
-        self.verify_cold(key, cache_key, client, now).await
+        let gate = self.inflight.entry(cache_key).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(()))).clone();
+        let result = {
+            let _turn = gate.lock().await;
+            // Whoever held the gate before may have answered for this key already.
+            match self.check_cached(&cache_key, now).await? {
+                Some(principal) => Ok(principal),
+                None => self.verify_cold(key, cache_key, client, now).await,
+            }
+        };
+        drop(gate);
+        self.inflight.remove_if(&cache_key, |_, gate| Arc::strong_count(gate) == 1);
+        result
     }
 
     /// The warm path. `Ok(None)` means "not cached, go cold".

@@ -139,6 +139,8 @@ pub enum Outcome {
     UpstreamError,
     /// The response never came (the stream ended or the client went away first).
     Incomplete,
+    /// A paid call the allowance could not cover: refused before reaching the upstream.
+    AllowanceExceeded,
 }
 
 impl Outcome {
@@ -149,6 +151,7 @@ impl Outcome {
             Self::RpcError => "rpc_error",
             Self::UpstreamError => "upstream_error",
             Self::Incomplete => "incomplete",
+            Self::AllowanceExceeded => "allowance_exceeded",
         }
     }
 }

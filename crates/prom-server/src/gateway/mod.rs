@@ -20,12 +20,16 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prom_core::access::Scope;
+use prom_core::charge::{ChargeOp, ChargeOpResult, NewCharge};
+use prom_core::id::ChargeId;
+use prom_core::money::Amount;
 use prom_core::service::{ServiceRecord, ServiceSlug, Upstream};
+use prom_core::time::Timestamp;
 use serde_json::{Value, json};
 
 pub use self::envelope::{Envelope, Outcome};
 use self::envelope::{EnvelopeError, HEADER_MISMATCH_CODE};
-use self::relay::Watch;
+use self::relay::{HeldCharge, Watch};
 use self::sessions::SessionBindings;
 use self::stdio::{Outgoing, StdioUpstreams};
 use crate::auth::{AgentPrincipal, Principal};
@@ -181,7 +185,7 @@ async fn read_message(
     if let Err(message) = envelope.check_headers(headers, modern) {
         return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, envelope.request_id(), HEADER_MISMATCH_CODE, message)));
     }
-    let watch = match &envelope {
+    let mut watch = match &envelope {
         Envelope::Request { id, method, .. } => Some(Watch::new(
             id.clone(),
             service.slug.clone(),
@@ -199,7 +203,84 @@ async fn read_message(
         )),
         _ => None,
     };
+    // A paid tool: hold its price (durably) before anything reaches the upstream.
+    let price = envelope.tool().map_or(Amount::ZERO, |tool| service.price_of(tool));
+    if let Some(mut pending) = watch.take_if(|_| price > Amount::ZERO) {
+        let charge = NewCharge {
+            id: ChargeId::new(),
+            tenant_id: agent.tenant_id.clone(),
+            service: service.slug.clone(),
+            key_id: agent.key_id.clone(),
+            tool: envelope.tool().unwrap_or_default().to_owned(),
+            amount: price,
+            at: Timestamp::now(),
+        };
+        let id = charge.id.clone();
+        match state.charges.apply(ChargeOp::Reserve(charge)).await {
+            Ok(ChargeOpResult::Held) => {
+                watch = Some(pending.with_charge(HeldCharge { id, book: state.charges.clone() }))
+            }
+            Ok(ChargeOpResult::Refused { available }) => {
+                pending.finish(Outcome::AllowanceExceeded);
+                return Ok(Err(allowance_exceeded(state, service, headers, envelope.request_id(), price, available)));
+            }
+            Ok(other) => {
+                return Err(ApiError::internal(std::io::Error::other(format!("unexpected hold result {other:?}"))));
+            }
+            Err(err) => {
+                tracing::error!(error = %err, service = %service.slug, "cannot place a hold");
+                pending.finish(Outcome::UpstreamError);
+                return Err(ApiError::Unavailable(
+                    "paid calls cannot be charged right now, so none are made; nothing was charged, retry shortly"
+                        .into(),
+                ));
+            }
+        }
+    }
     Ok(Ok((bytes, envelope, watch)))
+}
+
+/// JSON-RPC error code of a paid call the allowance cannot cover.
+pub const ALLOWANCE_EXCEEDED_CODE: i64 = -32402;
+
+/// The answer to a paid call the allowance cannot cover: a JSON-RPC error (the upstream was never
+/// called) that says what the call costs, what is left, and where the allowance is managed.
+fn allowance_exceeded(
+    state: &AppState,
+    service: &ServiceRecord,
+    headers: &HeaderMap,
+    id: Option<&Value>,
+    price: Amount,
+    available: Amount,
+) -> Response {
+    let base = match &state.config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
+            format!("http://{host}")
+        }
+    };
+    let manage_url = format!("{base}/app/store/{}", service.slug);
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": {
+            "code": ALLOWANCE_EXCEEDED_CODE,
+            "message": format!(
+                "ALLOWANCE_EXCEEDED: this call costs {price} but only {available} is left of your allowance for {}; \
+                 raise it at {manage_url} (or PUT /v1/services/{}/allowance)",
+                service.slug, service.slug
+            ),
+            "data": {
+                "code": "ALLOWANCE_EXCEEDED",
+                "service": service.slug.as_str(),
+                "price": price.to_string(),
+                "available": available.to_string(),
+                "manage_url": manage_url,
+            }
+        }
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 /// A request to a service whose upstream is a local command.
@@ -330,7 +411,7 @@ async fn forward(
         Err(_) => {
             gateway.metrics.upstream_error(service_name, "timeout");
             if let Some(watch) = &mut watch {
-                watch.finish(Outcome::UpstreamError);
+                let _ = watch.settle(Outcome::UpstreamError).await;
             }
             return Err(ApiError::UpstreamTimeout(format!(
                 "the service {service_name} did not answer within {} s; try again later",
@@ -342,7 +423,7 @@ async fn forward(
             gateway.metrics.upstream_error(service_name, kind);
             tracing::warn!(service = service_name, error = %err, "upstream request failed");
             if let Some(watch) = &mut watch {
-                watch.finish(Outcome::UpstreamError);
+                let _ = watch.settle(Outcome::UpstreamError).await;
             }
             return Err(ApiError::UpstreamUnavailable(format!(
                 "the service {service_name} cannot be reached right now ({kind} failed); try again later"
@@ -355,7 +436,7 @@ async fn forward(
         // The upstream refused the gateway itself: an operator's problem, not the agent's key.
         gateway.metrics.upstream_error(service_name, "auth");
         if let Some(watch) = &mut watch {
-            watch.finish(Outcome::UpstreamError);
+            let _ = watch.settle(Outcome::UpstreamError).await;
         }
         return Err(ApiError::UpstreamUnavailable(format!(
             "the service {service_name} refused the gateway (HTTP {}); its operator must fix the upstream's credentials",
@@ -367,7 +448,7 @@ async fn forward(
     }
     if !status.is_success() {
         if let Some(watch) = &mut watch {
-            watch.finish(Outcome::UpstreamError);
+            let _ = watch.settle(Outcome::UpstreamError).await;
         }
     }
     let mut response = Response::builder().status(status);

@@ -22,7 +22,11 @@ use prom_core::time::Timestamp;
 use prom_core::usage::UsageEvent;
 use serde_json::Value;
 
+use prom_core::charge::ChargeOp;
+use prom_core::id::ChargeId;
+
 use super::envelope::{Outcome, response_outcome};
+use crate::charging::{ChargeBook, ChargeError};
 use crate::metrics::{Metrics, RequestLabels, ServiceLabel};
 use crate::usage::{KeyUser, UsageRecorder};
 
@@ -43,7 +47,15 @@ pub struct Watch {
     user: KeyUser,
     usage: UsageRecorder,
     metrics: Arc<Metrics>,
+    charge: Option<HeldCharge>,
     finished: bool,
+}
+
+/// The hold placed for a paid call, to be captured or released when the call ends.
+#[derive(Debug)]
+pub struct HeldCharge {
+    pub id: ChargeId,
+    pub book: ChargeBook,
 }
 
 impl Watch {
@@ -69,19 +81,60 @@ impl Watch {
             user,
             usage,
             metrics,
+            charge: None,
             finished: false,
         }
+    }
+
+    /// Attaches the hold placed for this call.
+    pub fn with_charge(mut self, charge: HeldCharge) -> Self {
+        self.charge = Some(charge);
+        self
+    }
+
+    pub fn is_charged(&self) -> bool {
+        self.charge.is_some()
+    }
+
+    /// Ends the call: captures its charge when it succeeded, releases it otherwise — durably —
+    /// then records usage. An error means the capture could not be written: the result must not
+    /// be delivered, since it would be served uncharged.
+    pub async fn settle(&mut self, outcome: Outcome) -> Result<(), ChargeError> {
+        if self.finished {
+            return Ok(());
+        }
+        if let Some(charge) = self.charge.take() {
+            let op = if outcome == Outcome::Ok { ChargeOp::Capture(charge.id) } else { ChargeOp::Release(charge.id) };
+            if let Err(err) = charge.book.apply(op.clone()).await {
+                tracing::error!(error = %err, "could not settle a paid call; its hold stays until repaired");
+                if outcome == Outcome::Ok {
+                    // The hold is still there: give it back, since the result is withheld.
+                    if let ChargeOp::Capture(id) = op {
+                        charge.book.apply_later(ChargeOp::Release(id));
+                    }
+                    self.finish(Outcome::UpstreamError);
+                    return Err(err);
+                }
+            }
+        }
+        self.finish(outcome);
+        Ok(())
     }
 
     pub fn add_response_bytes(&self, bytes: usize) {
         self.response_bytes.fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
+    /// Records how the call ended. A charge still attached is released (this path is for calls
+    /// that failed or never completed; successful paid calls go through [`Watch::settle`]).
     pub fn finish(&mut self, outcome: Outcome) {
         if self.finished {
             return;
         }
         self.finished = true;
+        if let Some(charge) = self.charge.take() {
+            charge.book.apply_later(ChargeOp::Release(charge.id));
+        }
         let elapsed = self.started.elapsed();
         let service = self.service.to_string();
         self.metrics
@@ -119,9 +172,16 @@ impl Drop for Watch {
 
 type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
-/// A JSON body: relayed chunk by chunk, read once complete.
+/// A JSON body: relayed chunk by chunk, read once complete. The body of a paid call is held back
+/// until its charge is captured.
 pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
     let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
+    let watch = match watch {
+        Some(watch) if watch.is_charged() => {
+            return Body::from_stream(futures_util::stream::once(charged_json(stream, watch)));
+        }
+        other => other,
+    };
     let state = (stream, watch, BytesMut::new());
     Body::from_stream(futures_util::stream::unfold(state, |(mut stream, mut watch, mut kept)| async move {
         match stream.next().await {
@@ -151,6 +211,28 @@ pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
     }))
 }
 
+/// Reads a paid call's whole JSON body, settles its charge, and only then releases the body.
+async fn charged_json(mut stream: UpstreamStream, mut watch: Watch) -> Result<Bytes, std::io::Error> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) if body.len() + chunk.len() <= MAX_WATCHED_JSON => body.extend_from_slice(&chunk),
+            Ok(_) => {
+                let _ = watch.settle(Outcome::UpstreamError).await;
+                return Err(std::io::Error::other("the service's answer to a paid call is too large"));
+            }
+            Err(err) => {
+                let _ = watch.settle(Outcome::UpstreamError).await;
+                return Err(std::io::Error::other(err));
+            }
+        }
+    }
+    watch.add_response_bytes(body.len());
+    let outcome = response_outcome(&body, &watch.request_id).unwrap_or(Outcome::Incomplete);
+    watch.settle(outcome).await.map_err(std::io::Error::other)?;
+    Ok(body.freeze())
+}
+
 /// An SSE body: relayed unbuffered; each chunk is also fed to an SSE parser that looks for the
 /// response, inline (no extra task or channel on the hot path).
 pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
@@ -163,21 +245,28 @@ pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
         match stream.next().await {
             Some(Ok(chunk)) => {
                 if let Some(active) = &mut watcher {
-                    if active.feed(chunk.clone()) {
+                    if let Some(outcome) = active.feed(chunk.clone()) {
+                        // The chunk carries the response: a paid call's charge is captured first.
+                        let settled = active.watch.settle(outcome).await;
                         watcher = None;
+                        if let Err(err) = settled {
+                            return Some((Err(std::io::Error::other(err)), (stream, None)));
+                        }
                     }
                 }
-                Some((Ok::<Bytes, reqwest::Error>(chunk), (stream, watcher)))
+                Some((Ok::<Bytes, std::io::Error>(chunk), (stream, watcher)))
             }
             Some(Err(err)) => {
                 if let Some(mut active) = watcher.take() {
-                    active.watch.finish(Outcome::UpstreamError);
+                    let _ = active.watch.settle(Outcome::UpstreamError).await;
                 }
-                Some((Err(err), (stream, None)))
+                Some((Err(std::io::Error::other(err)), (stream, None)))
             }
             None => {
                 if let Some(mut active) = watcher.take() {
-                    active.close();
+                    if let Some(outcome) = active.close() {
+                        let _ = active.watch.settle(outcome).await;
+                    }
                 }
                 None
             }
@@ -191,6 +280,9 @@ struct Pending {
     chunks: VecDeque<Bytes>,
     ended: bool,
 }
+
+/// What feeds the parser: the queued chunks, then the end.
+type ChunkSource = Box<dyn FnMut(&mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> + Send>;
 
 /// The parser's output: parsed events (errors are malformed SSE, which ends the watching).
 type Parser = dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send;
@@ -214,45 +306,43 @@ impl SseWatcher {
     fn new(watch: Watch) -> Self {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let source = pending.clone();
-        let poll: Box<dyn FnMut(&mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> + Send> =
-            Box::new(move |_cx| {
-                let mut pending = source.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                match pending.chunks.pop_front() {
-                    Some(chunk) => Poll::Ready(Some(Ok(chunk))),
-                    None if pending.ended => Poll::Ready(None),
-                    None => Poll::Pending,
-                }
-            });
+        let poll: ChunkSource = Box::new(move |_cx| {
+            let mut pending = source.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match pending.chunks.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+                None if pending.ended => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        });
         let parser: Pin<Box<Parser>> =
             Box::pin(sse_stream::SseStream::from_bytes_stream(futures_util::stream::poll_fn(poll)));
         Self { pending, parser, watch }
     }
 
-    /// Adds a chunk and reads every event it completes. True once the response was seen.
-    fn feed(&mut self, chunk: Bytes) -> bool {
+    /// Adds a chunk and reads every event it completes: the outcome once the response is seen.
+    fn feed(&mut self, chunk: Bytes) -> Option<Outcome> {
         self.watch.add_response_bytes(chunk.len());
         self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).chunks.push_back(chunk);
         self.drain()
     }
 
     /// The body ended: read what is left (an unfinished watch records `incomplete` when dropped).
-    fn close(&mut self) {
+    fn close(&mut self) -> Option<Outcome> {
         self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).ended = true;
-        self.drain();
+        self.drain()
     }
 
-    fn drain(&mut self) -> bool {
+    fn drain(&mut self) -> Option<Outcome> {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             match self.parser.as_mut().poll_next(&mut cx) {
                 Poll::Ready(Some(Ok(event))) => {
                     let Some(data) = event.data else { continue };
                     if let Some(outcome) = response_outcome(data.as_bytes(), &self.watch.request_id) {
-                        self.watch.finish(outcome);
-                        return true;
+                        return Some(outcome);
                     }
                 }
-                Poll::Ready(Some(Err(_)) | None) | Poll::Pending => return false,
+                Poll::Ready(Some(Err(_)) | None) | Poll::Pending => return None,
             }
         }
     }

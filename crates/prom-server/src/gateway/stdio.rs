@@ -315,11 +315,24 @@ fn route(session: &StdioSession, message: &Value, line: String) {
         if let Some(id) = message.get("id").map(Value::to_string) {
             if let Some((tx, watch)) = routes.pending.remove(&id) {
                 routes.progress.retain(|_, request| *request != id);
-                if let (Some(mut watch), Some(request_id)) = (watch, message.get("id")) {
-                    watch.add_response_bytes(line.len());
-                    watch.finish(response_outcome(line.as_bytes(), request_id).unwrap_or(Outcome::Incomplete));
+                match (watch, message.get("id").cloned()) {
+                    (Some(mut watch), Some(request_id)) => {
+                        watch.add_response_bytes(line.len());
+                        let outcome = response_outcome(line.as_bytes(), &request_id).unwrap_or(Outcome::Incomplete);
+                        // A paid call's result is released only once its charge is captured.
+                        tokio::spawn(async move {
+                            match watch.settle(outcome).await {
+                                Ok(()) => drop(tx.send(line)),
+                                Err(_) => {
+                                    let error = json!({"jsonrpc":"2.0","id":request_id,"error":{"code":PROCESS_EXITED,
+                                        "message":"the call could not be charged, so its result is withheld; nothing was charged"}});
+                                    drop(tx.send(error.to_string()));
+                                }
+                            }
+                        });
+                    }
+                    _ => drop(tx.send(line)),
                 }
-                let _ = tx.send(line);
                 return; // dropping `tx` ends the request's SSE stream
             }
         }

@@ -34,10 +34,10 @@ fn progress(n: u64) -> Value {
 }
 
 #[derive(Clone, Default)]
-struct Scripted {
-    seen: Arc<Mutex<Vec<HeaderMap>>>,
+pub(crate) struct Scripted {
+    pub(crate) seen: Arc<Mutex<Vec<HeaderMap>>>,
     /// Released by the test once it has read the first event, to prove the relay does not buffer.
-    first_event_read: Arc<Notify>,
+    pub(crate) first_event_read: Arc<Notify>,
 }
 
 async fn upstream_post(State(up): State<Scripted>, headers: HeaderMap, body: String) -> Response {
@@ -112,7 +112,7 @@ async fn upstream_delete(State(up): State<Scripted>, headers: HeaderMap) -> Stat
     StatusCode::OK
 }
 
-async fn spawn_upstream() -> (String, Scripted) {
+pub(crate) async fn spawn_upstream() -> (String, Scripted) {
     let up = Scripted::default();
     let app = axum::Router::new()
         .route("/mcp", post(upstream_post).get(upstream_get).delete(upstream_delete))
@@ -139,8 +139,13 @@ async fn spawn_garbage_upstream() -> String {
 }
 
 async fn register(app: &TestApp, owner: &TestUser, slug: &str, url: &str) {
+    register_priced(app, owner, slug, url, &[]).await;
+}
+
+/// Registers a scripted upstream with prices per tool.
+pub(crate) async fn register_priced(app: &TestApp, owner: &TestUser, slug: &str, url: &str, prices: &[(&str, u128)]) {
     let tenant = prom_core::id::TenantId::from_trusted(owner.tenant_id.clone());
-    let prices = [("stream".to_owned(), Amount::new(250))].into_iter().collect();
+    let prices = prices.iter().map(|(tool, price)| ((*tool).to_owned(), Amount::new(*price))).collect();
     app.state
         .store
         .create_service(
@@ -160,11 +165,11 @@ async fn register(app: &TestApp, owner: &TestUser, slug: &str, url: &str) {
         .expect("register service");
 }
 
-fn call(id: u64, tool: &str) -> Value {
+pub(crate) fn call(id: u64, tool: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"text":"hi"}}})
 }
 
-async fn mcp_post(
+pub(crate) async fn mcp_post(
     app: &TestApp,
     slug: &str,
     cred: Cred<'_>,

@@ -417,11 +417,15 @@ async fn approving_yourself_is_a_generic_error(store: SqlStore) {
     let other_subaccount = ApproveArgs { spender: Account::with_subaccount(ALICE, [1; 32]), ..approval(ALICE, 100) };
     for args in [approval(ALICE, 100), other_subaccount] {
         let refused = bench.approve(ALICE, args).await;
-        let Err(ApproveError::GenericError { error_code, message }) = refused else {
-            panic!("self-approval must be refused, got {refused:?}")
-        };
-        assert_eq!(error_code, EmbeddedLedger::SELF_APPROVAL);
-        assert!(message.contains("spender account owner is the caller"), "{message}");
+        let self_approval = |message: &str| message.contains("spender account owner is the caller");
+        assert!(
+            matches!(
+                &refused,
+                Err(ApproveError::GenericError { error_code: EmbeddedLedger::SELF_APPROVAL, message })
+                    if self_approval(message)
+            ),
+            "{refused:?}"
+        );
     }
     assert_eq!(bench.balance_of(ALICE).await, 1_000);
 }

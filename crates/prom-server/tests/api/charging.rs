@@ -1,0 +1,169 @@
+//! Paid tool calls through the gateway: a hold before the upstream is called, a capture when the
+//! call succeeds, a release when it fails, and a JSON-RPC `ALLOWANCE_EXCEEDED` error — without
+//! calling the upstream — when the allowance cannot cover the price. Under any concurrency and
+//! over any number of keys, the allowance is never exceeded. (Runs on PostgreSQL when
+//! `PROM_TEST_DATABASE_URL` is set, else on SQLite; `scripts/test` runs both.)
+
+use prom_core::id::TenantId;
+use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
+use serde_json::Value;
+
+use crate::gateway::{call, mcp_post, register_priced, spawn_upstream};
+use crate::support::{Cred, TestApp, TestUser};
+
+const PRICE: u128 = 100;
+
+async fn paid_setup(approved: u128) -> (TestApp, TestUser, crate::gateway::Scripted) {
+    let app = TestApp::spawn_with(|c| c.upstream_timeout_secs = 1).await;
+    let owner = app.with_owner("acme").await;
+    let (url, upstream) = spawn_upstream().await;
+    register_priced(
+        &app,
+        &owner,
+        "paid",
+        &url,
+        &[("echo", PRICE), ("broken", PRICE), ("hang", PRICE), ("stream", PRICE)],
+    )
+    .await;
+    approve(&app, &owner, approved).await;
+    (app, owner, upstream)
+}
+
+async fn approve(app: &TestApp, owner: &TestUser, amount: u128) {
+    app.state
+        .store
+        .set_approved(&tenant(owner), &ServiceSlug::parse("paid").expect("slug"), Amount::new(amount), None)
+        .await
+        .expect("approve");
+}
+
+fn tenant(owner: &TestUser) -> TenantId {
+    TenantId::from_trusted(owner.tenant_id.clone())
+}
+
+async fn budget(app: &TestApp, owner: &TestUser) -> prom_core::charge::Budget {
+    app.state.store.budget(&tenant(owner), &ServiceSlug::parse("paid").expect("slug")).await.expect("budget")
+}
+
+/// A call's JSON-RPC answer, from a JSON or an SSE body.
+async fn answer(response: reqwest::Response) -> Value {
+    let sse = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|ct| ct.to_str().unwrap_or("").starts_with("text/event-stream"));
+    let text = response.text().await.expect("body");
+    if !sse {
+        return serde_json::from_str(&text).expect("json");
+    }
+    text.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str::<Value>(data).expect("json event"))
+        .find(|message| message.get("result").is_some() || message.get("error").is_some())
+        .expect("a response event")
+}
+
+fn upstream_calls(upstream: &crate::gateway::Scripted) -> usize {
+    upstream.seen.lock().expect("lock").len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_calls_are_charged_until_the_allowance_runs_out() {
+    let (app, owner, upstream) = paid_setup(3 * PRICE + 50).await;
+    let (_, key) = owner.create_key("agent").await;
+    for id in 1..=3 {
+        let answer = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(id, "echo"), &[]).await).await;
+        assert_eq!(answer["result"]["content"][0]["text"], "hi", "{answer}");
+    }
+    let refused = mcp_post(&app, "paid", Cred::ApiKey(&key), &call(4, "echo"), &[]).await;
+    assert_eq!(refused.status(), 200, "a JSON-RPC error, not an HTTP one");
+    let refused = answer(refused).await;
+    assert_eq!(refused["id"], 4);
+    let data = &refused["error"]["data"];
+    assert_eq!(data["code"], "ALLOWANCE_EXCEEDED", "{refused}");
+    assert_eq!(data["price"], "100");
+    assert_eq!(data["available"], "50");
+    assert!(data["manage_url"].as_str().expect("url").ends_with("/app/store/paid"), "{data}");
+    assert!(refused["error"]["message"].as_str().expect("message").contains("ALLOWANCE_EXCEEDED"));
+    assert_eq!(upstream_calls(&upstream), 3, "a refused call never reaches the upstream");
+
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::new(3 * PRICE)));
+
+    // Raising the allowance lets calls through again, at once.
+    approve(&app, &owner, 10 * PRICE).await;
+    let answer = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(5, "echo"), &[]).await).await;
+    assert!(answer.get("result").is_some(), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_calls_are_released_and_free_tools_need_no_allowance() {
+    let (app, owner, upstream) = paid_setup(2 * PRICE).await;
+    let (_, key) = owner.create_key("agent").await;
+    // isError results, upstream timeouts: the hold is given back.
+    let broken = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(1, "broken"), &[]).await).await;
+    assert_eq!(broken["result"]["isError"], true);
+    let hang = mcp_post(&app, "paid", Cred::ApiKey(&key), &call(2, "hang"), &[]).await;
+    assert_eq!(hang.status(), 504);
+    let after_failures = budget(&app, &owner).await;
+    assert_eq!((after_failures.held, after_failures.unsettled), (Amount::ZERO, Amount::ZERO), "{after_failures:?}");
+    // A paid SSE call is captured once its response event is seen.
+    let streamed = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(3, "stream"), &[]).await);
+    // The scripted stream waits for the test to read its first event; release it.
+    upstream.first_event_read.notify_one();
+    let streamed = streamed.await;
+    assert!(streamed.get("result").is_some(), "{streamed}");
+    let after_stream = budget(&app, &owner).await;
+    assert_eq!((after_stream.held, after_stream.unsettled), (Amount::ZERO, Amount::new(PRICE)), "{after_stream:?}");
+
+    // A free tool on a service with no allowance at all.
+    let free_owner = app.with_owner("free").await;
+    let (url, _) = spawn_upstream().await;
+    register_priced(&app, &free_owner, "freebie", &url, &[("stream", 5)]).await;
+    let (_, free_key) = free_owner.create_key("agent").await;
+    let free = answer(mcp_post(&app, "freebie", Cred::ApiKey(&free_key), &call(1, "echo"), &[]).await).await;
+    assert_eq!(free["result"]["content"][0]["text"], "hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_over_many_keys_never_overspend() {
+    const N: u128 = 10;
+    let (app, owner, upstream) = paid_setup(N * PRICE).await;
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        keys.push(owner.create_key(&format!("agent {i}")).await.1);
+    }
+    // Cold keys are a different test (the verifier); here every key is already verified.
+    for key in &keys {
+        assert_eq!(app.whoami(key).await.0, reqwest::StatusCode::OK);
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..(20 * N as u64) {
+        let client = app.client.clone();
+        let key = keys[(i % 5) as usize].clone();
+        calls.spawn(async move {
+            let response = client
+                .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
+                .header("accept", "application/json, text/event-stream")
+                .json(&call(i, "echo"))
+                .send()
+                .await
+                .expect("post");
+            answer(response).await
+        });
+    }
+    let (mut served, mut refused) = (0, 0);
+    while let Some(result) = calls.join_next().await {
+        let answer = result.expect("task");
+        if answer.get("result").is_some() {
+            served += 1;
+        } else {
+            assert_eq!(answer["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{answer}");
+            refused += 1;
+        }
+    }
+    assert_eq!((served, refused), (N, 19 * N));
+    assert_eq!(upstream_calls(&upstream) as u128, N, "exactly N calls reached the upstream");
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::new(N * PRICE)), "{after:?}");
+}

@@ -1,0 +1,268 @@
+//! The charge book: budgets and charges, changed in batches (group commit).
+//!
+//! `apply_charges` runs a whole batch in one transaction. It first locks every budget the batch
+//! touches, in a fixed order (a no-op `UPDATE` takes PostgreSQL's row lock; SQLite's single writer
+//! already serialises), reads them, applies the operations in memory with exact `u128`
+//! arithmetic, then writes the charges and the changed budgets back. The no-overspend invariant
+//! `held + unsettled + settled <= approved` is checked for every hold against the locked, current
+//! budget.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState};
+use prom_core::id::TenantId;
+use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
+use prom_core::store::{ChargeStore, StoreError, StoreResult};
+use prom_core::time::Timestamp;
+
+use crate::{SqlStore, db_err, with_read, with_write};
+
+#[derive(sqlx::FromRow)]
+struct BudgetRow {
+    tenant_id: String,
+    service: String,
+    approved: String,
+    expires_at: Option<i64>,
+    held: String,
+    unsettled: String,
+    settled: String,
+}
+
+fn amount(raw: &str) -> StoreResult<Amount> {
+    raw.parse().map_err(|_| StoreError::Corrupt(format!("stored amount {raw:?} is not a decimal")))
+}
+
+impl TryFrom<BudgetRow> for Budget {
+    type Error = StoreError;
+
+    fn try_from(row: BudgetRow) -> StoreResult<Self> {
+        Ok(Budget {
+            approved: amount(&row.approved)?,
+            held: amount(&row.held)?,
+            unsettled: amount(&row.unsettled)?,
+            settled: amount(&row.settled)?,
+            expires_at: row.expires_at.map(Timestamp::from_millis),
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            service: ServiceSlug::from_trusted(row.service),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChargeRow {
+    id: String,
+    tenant_id: String,
+    service: String,
+    amount: String,
+}
+
+const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled";
+
+/// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
+fn add(a: Amount, b: Amount) -> StoreResult<Amount> {
+    a.checked_add(b).ok_or_else(|| StoreError::Corrupt("an amount overflowed".into()))
+}
+
+fn sub(a: Amount, b: Amount) -> StoreResult<Amount> {
+    a.checked_sub(b).ok_or_else(|| StoreError::Corrupt("a budget would go negative".into()))
+}
+
+#[async_trait]
+impl ChargeStore for SqlStore {
+    async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget> {
+        let row: Option<BudgetRow> = with_read!(self, pool => {
+            sqlx::query_as(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"))
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?
+        });
+        match row {
+            Some(row) => row.try_into(),
+            None => Ok(Budget::empty(tenant.clone(), service.clone())),
+        }
+    }
+
+    async fn set_approved(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        approved: Amount,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<Budget> {
+        let now = Timestamp::now();
+        with_write!(self, pool => {
+            sqlx::query(
+                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at) \
+                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5) \
+                 ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', updated_at = $5",
+            )
+            .bind(tenant.as_str())
+            .bind(service.as_str())
+            .bind(approved.to_string())
+            .bind(expires_at.map(Timestamp::as_millis))
+            .bind(now.as_millis())
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        });
+        self.budget(tenant, service).await
+    }
+
+    async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_write!(self, pool => {
+            let mut tx = pool.begin().await.map_err(db_err)?;
+
+            // The charges that captures and releases refer to, and the budgets of everything.
+            let mut held: BTreeMap<String, (TenantId, ServiceSlug, Amount)> = BTreeMap::new();
+            for op in ops {
+                if let ChargeOp::Capture(id) | ChargeOp::Release(id) = op {
+                    let row: Option<ChargeRow> = sqlx::query_as(
+                        "SELECT id, tenant_id, service, amount FROM charges WHERE id = $1 AND state = 'held'",
+                    )
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    if let Some(row) = row {
+                        let charge = (TenantId::from_trusted(row.tenant_id), ServiceSlug::from_trusted(row.service), amount(&row.amount)?);
+                        held.insert(row.id, charge);
+                    }
+                }
+            }
+            let mut keys: Vec<(TenantId, ServiceSlug)> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    ChargeOp::Reserve(new) => Some((new.tenant_id.clone(), new.service.clone())),
+                    _ => None,
+                })
+                .chain(held.values().map(|(tenant, service, _)| (tenant.clone(), service.clone())))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let mut budgets: BTreeMap<(TenantId, ServiceSlug), Budget> = BTreeMap::new();
+            for (tenant, service) in keys {
+                // Lock first (PostgreSQL row lock; a no-op on SQLite's single writer), then read.
+                sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
+                    .bind(tenant.as_str())
+                    .bind(service.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                let row: Option<BudgetRow> = sqlx::query_as(&format!(
+                    "SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let budget = match row {
+                    Some(row) => row.try_into()?,
+                    None => Budget::empty(tenant.clone(), service.clone()),
+                };
+                budgets.insert((tenant, service), budget);
+            }
+
+            let mut results = Vec::with_capacity(ops.len());
+            let mut changed: Vec<(TenantId, ServiceSlug)> = Vec::new();
+            for op in ops {
+                let result = match op {
+                    ChargeOp::Reserve(new) => {
+                        let key = (new.tenant_id.clone(), new.service.clone());
+                        let Some(budget) = budgets.get_mut(&key) else {
+                            results.push(ChargeOpResult::Refused { available: Amount::ZERO });
+                            continue;
+                        };
+                        let available = budget.available(at);
+                        if new.amount > available {
+                            ChargeOpResult::Refused { available }
+                        } else {
+                            budget.held = add(budget.held, new.amount)?;
+                            sqlx::query(
+                                "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, 'held', $7)",
+                            )
+                            .bind(new.id.as_str())
+                            .bind(new.tenant_id.as_str())
+                            .bind(new.service.as_str())
+                            .bind(new.key_id.as_str())
+                            .bind(&new.tool)
+                            .bind(new.amount.to_string())
+                            .bind(new.at.as_millis())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                            changed.push(key);
+                            ChargeOpResult::Held
+                        }
+                    }
+                    ChargeOp::Capture(id) | ChargeOp::Release(id) => {
+                        let capture = matches!(op, ChargeOp::Capture(_));
+                        match held.remove(id.as_str()) {
+                            None => ChargeOpResult::NotHeld,
+                            Some((tenant, service, charged)) => {
+                                let key = (tenant, service);
+                                let budget = budgets
+                                    .get_mut(&key)
+                                    .ok_or_else(|| StoreError::Corrupt(format!("charge {id} has no budget")))?;
+                                budget.held = sub(budget.held, charged)?;
+                                if capture {
+                                    budget.unsettled = add(budget.unsettled, charged)?;
+                                }
+                                let state = if capture { ChargeState::Captured } else { ChargeState::Released };
+                                sqlx::query("UPDATE charges SET state = $1, resolved_at = $2 WHERE id = $3 AND state = 'held'")
+                                    .bind(state.as_str())
+                                    .bind(at.as_millis())
+                                    .bind(id.as_str())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(db_err)?;
+                                changed.push(key);
+                                ChargeOpResult::Done
+                            }
+                        }
+                    }
+                };
+                results.push(result);
+            }
+            changed.sort();
+            changed.dedup();
+            for key in changed {
+                if let Some(budget) = budgets.get(&key) {
+                    sqlx::query(
+                        "UPDATE budgets SET held = $1, unsettled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5",
+                    )
+                    .bind(budget.held.to_string())
+                    .bind(budget.unsettled.to_string())
+                    .bind(at.as_millis())
+                    .bind(key.0.as_str())
+                    .bind(key.1.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(results)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_refuses_to_corrupt() {
+        assert!(sub(Amount::new(1), Amount::new(2)).is_err());
+        assert!(add(Amount::new(u128::MAX), Amount::new(1)).is_err());
+        assert_eq!(add(Amount::new(2), Amount::new(3)).ok(), Some(Amount::new(5)));
+    }
+}
