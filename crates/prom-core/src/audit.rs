@@ -24,10 +24,11 @@ pub enum AuditAction {
     ServiceCreate,
     ServiceUpdate,
     ServiceDelete,
+    AllowanceApprove,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 12] = [
+    pub const ALL: [AuditAction; 13] = [
         Self::ApiKeyCreate,
         Self::ApiKeyRevoke,
         Self::ApiKeyDelete,
@@ -40,6 +41,7 @@ impl AuditAction {
         Self::ServiceCreate,
         Self::ServiceUpdate,
         Self::ServiceDelete,
+        Self::AllowanceApprove,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -56,6 +58,7 @@ impl AuditAction {
             Self::ServiceCreate => "service.create",
             Self::ServiceUpdate => "service.update",
             Self::ServiceDelete => "service.delete",
+            Self::AllowanceApprove => "allowance.approve",
         }
     }
 

@@ -22,7 +22,15 @@ use prom_core::store::{KeyStore, NewKey, ProvisionMember, UserStore};
 use prom_core::time::Timestamp;
 use prom_core::user::{Email, Label, TenantSlug};
 use prom_server::{AppState, ServerConfig};
-use prom_store::{Database, SqlStore};
+use prom_store::{Database, EmbeddedLedger, EmbeddedLedgerConfig, SqlStore};
+
+fn embedded_ledger(store: &SqlStore) -> Arc<EmbeddedLedger> {
+    Arc::new(EmbeddedLedger::new(
+        store.clone(),
+        EmbeddedLedgerConfig::default(),
+        Arc::new(prom_core::ledger::SystemClock),
+    ))
+}
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
@@ -50,7 +58,9 @@ fn fixture() -> Fixture {
             .await
             .expect("provision");
         // Default (OWASP) Argon2id parameters: the cold path is measured as deployed.
-        let state = AppState::build(Arc::new(store.clone()), ServerConfig::default()).await.expect("state");
+        let state = AppState::build(Arc::new(store.clone()), embedded_ledger(&store), ServerConfig::default())
+            .await
+            .expect("state");
         let key = PlainKey::mint(Environment::Live);
         let new = NewKey {
             id: KeyId::new(),

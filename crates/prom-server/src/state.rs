@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prom_core::kdf::{KdfError, KdfParams, KeyHasher};
+use prom_core::ledger::Ledger;
 use prom_core::store::{Store, StoreError};
 use prom_core::user::{PasswordHashError, PasswordHasherArgon2};
 use secrecy::SecretSlice;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub services: Arc<ServiceDirectory>,
     pub gateway: Arc<Gateway>,
     pub charges: ChargeBook,
+    pub ledger: Arc<dyn Ledger>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,11 @@ pub enum StartupError {
 impl AppState {
     /// Loads (or, on first start, creates) the deployment's key salt and digest parameters, and
     /// starts the background usage writer. Must run inside a tokio runtime.
-    pub async fn build(store: Arc<dyn Store>, config: ServerConfig) -> Result<Self, StartupError> {
+    pub async fn build(
+        store: Arc<dyn Store>,
+        ledger: Arc<dyn Ledger>,
+        config: ServerConfig,
+    ) -> Result<Self, StartupError> {
         let salt = store.init_setting(SALT_SETTING, &fresh_salt()).await?;
         let stored = store.init_setting(KDF_SETTING, config.key_kdf.to_string().as_bytes()).await?;
         let stored: KdfParams = String::from_utf8_lossy(&stored).parse()?;
@@ -98,6 +104,7 @@ impl AppState {
             services,
             gateway,
             charges,
+            ledger,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The management API under `/v1`: sign-in, API keys, services, the audit log, `whoami`, and the
 //! OpenAPI document that describes them (generated from the handlers' annotations).
 
+pub mod allowance;
 pub mod audit;
 pub mod health;
 pub mod keys;
@@ -73,6 +74,7 @@ pub fn router() -> Router<AppState> {
             "/services/{slug}",
             get(services::get_service).patch(services::update_service).delete(services::delete_service),
         )
+        .route("/services/{slug}/allowance", get(allowance::get_allowance).put(allowance::set_allowance))
         .route("/audit", get(audit::list_audit))
         .route("/whoami", get(whoami::whoami))
         .route("/openapi.json", get(openapi))
@@ -105,6 +107,8 @@ pub async fn method_not_allowed() -> ApiError {
         services::get_service,
         services::update_service,
         services::delete_service,
+        allowance::get_allowance,
+        allowance::set_allowance,
         audit::list_audit,
         whoami::whoami,
         health::healthz,

@@ -69,7 +69,9 @@ impl TestApp {
         let (store, database) = fresh_store().await;
         let mut config = test_config();
         configure(&mut config);
-        let state = AppState::build(Arc::new(store), config).await.expect("build the application state");
+        let state = AppState::build(Arc::new(store.clone()), embedded_ledger(&store), config)
+            .await
+            .expect("build the application state");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
         let addr = listener.local_addr().expect("the bound address");
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -384,4 +386,13 @@ pub fn service_body(slug: &str, prices: Value) -> Value {
         "upstream": { "url": format!("https://{slug}.example/mcp?token=upstream-secret") },
         "prices": prices,
     })
+}
+
+/// The embedded ledger on the test's database.
+pub fn embedded_ledger(store: &prom_store::SqlStore) -> Arc<prom_store::EmbeddedLedger> {
+    Arc::new(prom_store::EmbeddedLedger::new(
+        store.clone(),
+        prom_store::EmbeddedLedgerConfig::default(),
+        Arc::new(prom_core::ledger::SystemClock),
+    ))
 }

@@ -73,3 +73,12 @@ fn read_password_line() -> anyhow::Result<String> {
     }
     Ok(password)
 }
+
+/// The embedded ledger (the default; tables in the same database).
+pub fn embedded_ledger(store: &SqlStore) -> std::sync::Arc<prom_store::EmbeddedLedger> {
+    std::sync::Arc::new(prom_store::EmbeddedLedger::new(
+        store.clone(),
+        prom_store::EmbeddedLedgerConfig::default(),
+        std::sync::Arc::new(prom_core::ledger::SystemClock),
+    ))
+}

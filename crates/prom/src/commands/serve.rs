@@ -25,7 +25,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let database = config.database()?;
     let store = SqlStore::open(&database).await.with_context(|| format!("cannot open {}", database.describe()))?;
-    let state = AppState::build(Arc::new(store.clone()), config.server.clone()).await?;
+    let state =
+        AppState::build(Arc::new(store.clone()), super::admin::embedded_ledger(&store), config.server.clone()).await?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another server using it? pick another with --listen", config.listen)
     })?;

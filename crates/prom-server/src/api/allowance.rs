@@ -1,0 +1,179 @@
+//! `GET|PUT /v1/services/{slug}/allowance`: how much a tenant lets the platform spend on a
+//! service, with ICRC-2 semantics. `PUT` approves the platform's spender account for the service
+//! on the ledger (on the embedded ledger the server signs for the tenant's dev wallet; with a real
+//! ledger the user's wallet signs and the server only reads), then records the approved amount as
+//! the budget that holds draw on. Funds stay in the tenant's wallet until a charge is settled.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use prom_core::access::Role;
+use prom_core::audit::{AuditAction, AuditTarget, NewAuditEvent};
+use prom_core::charge::Budget;
+use prom_core::ledger::{AllowanceArgs, ApproveArgs, ApproveError};
+use prom_core::money::Amount;
+use prom_core::service::{ServiceRecord, ServiceSlug};
+use prom_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::ApiJson;
+use crate::auth::{ClientMeta, Principal};
+use crate::billing::{platform_spender, tenant_owner, tenant_wallet};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAllowanceRequest {
+    /// The new allowance (a decimal string in the token's smallest unit). It replaces the current
+    /// one; it is not added to it.
+    #[schema(value_type = String)]
+    pub amount: Amount,
+    /// When the allowance ends (RFC 3339); none by default.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Apply only if the current allowance is exactly this (compare-and-swap).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub expected_allowance: Option<Amount>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AllowanceView {
+    pub service: String,
+    /// What was last approved.
+    pub approved: String,
+    /// Held for paid calls in flight.
+    pub held: String,
+    /// Captured, not yet settled to the ledger.
+    pub unsettled: String,
+    /// Settled to the ledger since the last approval.
+    pub settled: String,
+    /// What new paid calls may still use.
+    pub available: String,
+    pub expires_at: Option<String>,
+    /// The allowance as the ledger reports it now (approved minus what settlements consumed).
+    pub ledger_allowance: String,
+    /// The tenant's wallet balance on the ledger.
+    pub wallet_balance: String,
+}
+
+async fn service(state: &AppState, slug: &str) -> Result<std::sync::Arc<ServiceRecord>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no service named {slug:?}; list services with GET /v1/services"));
+    let slug = ServiceSlug::parse(slug).map_err(|_| not_found())?;
+    state.services.get(&slug).await?.ok_or_else(not_found)
+}
+
+fn ledger_unavailable(err: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %err, "ledger call failed");
+    ApiError::UpstreamUnavailable("the ledger cannot be reached right now; nothing was changed, retry later".into())
+}
+
+async fn view(state: &AppState, budget: &Budget) -> Result<AllowanceView, ApiError> {
+    let ledger = state.ledger.as_ref();
+    let wallet = tenant_wallet(&budget.tenant_id);
+    let on_ledger = ledger
+        .allowance(AllowanceArgs { account: wallet.clone(), spender: platform_spender(&budget.service) })
+        .await
+        .map_err(ledger_unavailable)?;
+    let balance = ledger.balance_of(&wallet).await.map_err(ledger_unavailable)?;
+    Ok(AllowanceView {
+        service: budget.service.to_string(),
+        approved: budget.approved.to_string(),
+        held: budget.held.to_string(),
+        unsettled: budget.unsettled.to_string(),
+        settled: budget.settled.to_string(),
+        available: budget.available(Timestamp::now()).to_string(),
+        expires_at: budget.expires_at.map(|at| at.to_string()),
+        ledger_allowance: on_ledger.allowance.to_string(),
+        wallet_balance: balance.to_string(),
+    })
+}
+
+/// The caller's tenant's allowance for a service.
+#[utoipa::path(get, path = "/v1/services/{slug}/allowance", security(("session" = [])), params(("slug" = String, Path)),
+    responses(
+        (status = 200, body = AllowanceView),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND: no such service"),
+    ))]
+pub async fn get_allowance(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(slug): Path<String>,
+) -> Result<Json<AllowanceView>, ApiError> {
+    principal.require(Role::Member)?;
+    let service = service(&state, &slug).await?;
+    let budget = state.store.budget(principal.tenant_id(), &service.slug).await?;
+    Ok(Json(view(&state, &budget).await?))
+}
+
+/// Approves (replaces) the caller's tenant's allowance for a service.
+#[utoipa::path(put, path = "/v1/services/{slug}/allowance", request_body = SetAllowanceRequest,
+    security(("session" = [])), params(("slug" = String, Path)),
+    responses(
+        (status = 200, body = AllowanceView, description = "Approved; paid calls may use it at once"),
+        (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad amount or date, expiry in the past, wallet cannot pay the approval fee"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin"),
+        (status = 409, body = ErrorBody, description = "CONFLICT: expected_allowance differs from the current allowance"),
+    ))]
+pub async fn set_allowance(
+    State(state): State<AppState>,
+    principal: Principal,
+    meta: ClientMeta,
+    Path(slug): Path<String>,
+    ApiJson(request): ApiJson<SetAllowanceRequest>,
+) -> Result<Json<AllowanceView>, ApiError> {
+    principal.require(Role::Admin)?;
+    let service = service(&state, &slug).await?;
+    let tenant = principal.tenant_id().clone();
+    let expires_at = match request.expires_at.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(Timestamp::parse_rfc3339(raw).ok_or_else(|| {
+            ApiError::InvalidRequest("expires_at must be an RFC 3339 time like 2026-12-31T23:59:59Z".into())
+        })?),
+    };
+    let nanos = |at: Timestamp| u64::try_from(at.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
+    let approved = state
+        .ledger
+        .approve(
+            &tenant_owner(&tenant),
+            ApproveArgs {
+                from_subaccount: None,
+                spender: platform_spender(&service.slug),
+                amount: request.amount,
+                expected_allowance: request.expected_allowance,
+                expires_at: expires_at.map(nanos),
+                fee: None,
+                memo: None,
+                created_at_time: None,
+            },
+        )
+        .await
+        .map_err(ledger_unavailable)?;
+    if let Err(refusal) = approved {
+        return Err(match refusal {
+            ApproveError::AllowanceChanged { current_allowance } => ApiError::Conflict(format!(
+                "the allowance is {current_allowance}, not the expected_allowance you sent; read it again and retry"
+            )),
+            ApproveError::InsufficientFunds { balance } => ApiError::InvalidRequest(format!(
+                "the wallet holds {balance}, which cannot pay the ledger's approval fee; fund it first"
+            )),
+            ApproveError::Expired { .. } => ApiError::InvalidRequest("expires_at is in the past".into()),
+            other => ApiError::UpstreamUnavailable(format!("the ledger refused the approval: {other}")),
+        });
+    }
+    let budget = state.store.set_approved(&tenant, &service.slug, request.amount, expires_at).await?;
+    state
+        .store
+        .record_audit(NewAuditEvent {
+            at: Timestamp::now(),
+            tenant_id: Some(tenant.clone()),
+            action: AuditAction::AllowanceApprove,
+            context: principal.audit_context(&meta),
+            target: Some(AuditTarget::service(service.slug.as_str(), &service.name)),
+            details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
+        })
+        .await?;
+    Ok(Json(view(&state, &budget).await?))
+}
