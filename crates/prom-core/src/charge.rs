@@ -109,6 +109,19 @@ pub enum ChargeOpResult {
     NotHeld,
 }
 
+/// A batch of captured charges on its way to the ledger. Its id is the transfer's memo and its
+/// `created_at_time` is fixed when the batch is recorded, so every retry is the identical
+/// transaction and the ledger answers `Duplicate` instead of charging twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub id: crate::id::SettlementId,
+    pub tenant_id: TenantId,
+    pub service: ServiceSlug,
+    pub amount: Amount,
+    /// Nanoseconds since the epoch.
+    pub created_at_time: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

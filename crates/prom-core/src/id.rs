@@ -72,6 +72,10 @@ define_id!(
     /// Identifies one charge (a hold for one paid tool call, later captured or released).
     ChargeId
 );
+define_id!(
+    /// Identifies a settlement batch (and is its ledger memo).
+    SettlementId
+);
 
 #[cfg(test)]
 mod tests {

@@ -170,6 +170,7 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
     async fn memberships(&self, user_id: &UserId) -> StoreResult<Vec<Membership>>;
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+    async fn find_tenant_by_slug(&self, slug: &TenantSlug) -> StoreResult<Option<Tenant>>;
 }
 
 #[async_trait]
@@ -285,6 +286,9 @@ pub trait UsageStore: Send + Sync {
     /// Stores a batch of usage events and the audit rows derived from them (`api_key.use`), in
     /// one transaction.
     async fn record_usage(&self, events: &[UsageEvent], audit: &[NewAuditEvent]) -> StoreResult<()>;
+    /// Counts the tenant's gateway requests and sums their captured and settled charges, in total
+    /// and grouped as the query asks. Only ever reads `query.tenant_id`'s rows.
+    async fn usage_report(&self, query: &crate::usage::UsageQuery) -> StoreResult<crate::usage::UsageReport>;
 }
 
 #[async_trait]
@@ -303,6 +307,39 @@ pub trait ChargeStore: Send + Sync {
     /// Each budget touched is locked for the transaction, so concurrent batches (on any node)
     /// cannot together hold more than was approved.
     async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>>;
+    /// Budgets that have captured charges to settle or approval left to spend (each round
+    /// re-checks the latter against the ledger).
+    async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>>;
+    /// The pending settlement of a budget, or a new one made of its captured charges (recorded
+    /// before the ledger is called); `None` when there is nothing to settle.
+    async fn open_settlement(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        created_at_time: u64,
+        at: Timestamp,
+    ) -> StoreResult<Option<crate::charge::Settlement>>;
+    /// Settlements recorded but not confirmed by the ledger (after a crash, these are re-submitted).
+    async fn pending_settlements(&self) -> StoreResult<Vec<crate::charge::Settlement>>;
+    /// The ledger accepted the transfer (or reported it a duplicate): the charges are settled.
+    async fn complete_settlement(
+        &self,
+        settlement: &crate::charge::Settlement,
+        block: u64,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Releases holds placed before `before` that were never captured or released: their requests
+    /// died with a previous process. Returns how many were released.
+    async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Lowers what a budget may still commit to what the ledger can actually pay (`cap` is the
+    /// smaller of the ledger allowance and the wallet balance): a user who lowered the allowance or
+    /// emptied the wallet stops new holds at once.
+    async fn cap_budget(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        cap: crate::money::Amount,
+    ) -> StoreResult<Budget>;
 }
 
 /// Everything the server needs from storage.

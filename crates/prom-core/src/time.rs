@@ -46,6 +46,12 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
+    /// This instant minus `secs` seconds, saturating.
+    pub fn minus_seconds(self, secs: u64) -> Self {
+        let ms = i64::try_from(secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        Self(self.0.saturating_sub(ms))
+    }
+
     /// The calendar date, `YYYY-MM-DD` (used in rotated keys' default labels).
     pub fn date_string(self) -> String {
         let date = self.to_datetime().date();

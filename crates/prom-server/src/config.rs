@@ -52,6 +52,12 @@ pub struct ServerConfig {
     /// The URL agents and people reach this server at (for links in errors, e.g.
     /// `https://prometheus.example.com`); by default taken from the request's `Host`.
     pub public_url: Option<String>,
+    /// At start, holds older than this many seconds are released as abandoned; 0 (the default, for
+    /// a single process) releases every hold placed before the start. Several nodes sharing a
+    /// database must set it above the longest call they serve.
+    pub stale_hold_secs: u64,
+    /// How often captured charges are settled to the ledger (seconds).
+    pub settle_interval_secs: u64,
     /// A stdio upstream's process ends after this long without a request (seconds).
     pub stdio_idle_secs: u64,
     /// Most stdio upstream processes running at once.
@@ -79,6 +85,8 @@ impl Default for ServerConfig {
             max_mcp_request_bytes: 4 * 1024 * 1024,
             upstream_timeout_secs: 60,
             public_url: None,
+            settle_interval_secs: 10,
+            stale_hold_secs: 0,
             stdio_idle_secs: 600,
             max_stdio_sessions: 64,
             stdio_upstream_commands: Vec::new(),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 mod logging;
 pub mod metrics;
+pub mod settlement;
 pub mod state;
 pub mod usage;
 
@@ -47,6 +48,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let usage = state.usage.clone();
     let gateway = state.gateway.clone();
+    let settler = state.settler.clone();
+    settler.spawn(std::time::Duration::from_secs(state.config.settle_interval_secs));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     // SSE relays many small writes; without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
     // ~40 ms stalls to every streamed response.
@@ -58,6 +61,8 @@ pub async fn serve(
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     gateway.stdio.shutdown();
     usage.flush().await;
+    // Leave nothing captured behind that could be settled now.
+    settler.settle_once().await;
     result
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prom_core::kdf::{KdfError, KdfParams, KeyHasher};
 use prom_core::ledger::Ledger;
 use prom_core::store::{Store, StoreError};
+use prom_core::time::Timestamp;
 use prom_core::user::{PasswordHashError, PasswordHasherArgon2};
 use secrecy::SecretSlice;
 
@@ -17,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::directory::ServiceDirectory;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::settlement::Settler;
 use crate::usage::UsageRecorder;
 
 /// Settings names. Never rename: they hold the deployment's key salt and digest parameters.
@@ -37,6 +39,7 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub charges: ChargeBook,
     pub ledger: Arc<dyn Ledger>,
+    pub settler: Settler,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,18 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(verifier.clone(), usage.clone()));
         let gateway = Arc::new(Gateway::new(&config, metrics)?);
         let charges = ChargeBook::spawn(store.clone());
+        let settler = Settler::new(store.clone(), ledger.clone(), services.clone());
+        // Holds left by requests that died with a previous process are given back. With one
+        // process (the default) that is every hold placed before this start; with several nodes
+        // on one database, only holds older than any request can live.
+        let stale_before = match config.stale_hold_secs {
+            0 => Timestamp::now(),
+            secs => Timestamp::now().minus_seconds(secs),
+        };
+        let released = store.release_stale_holds(stale_before).await?;
+        if released > 0 {
+            tracing::warn!(released, "released holds of calls that never completed before the restart");
+        }
         Ok(Self {
             store,
             config: Arc::new(config),
@@ -101,9 +116,10 @@ impl AppState {
             pool,
             login_throttle,
             usage,
-            services,
+            services: services.clone(),
             gateway,
             charges,
+            settler,
             ledger,
         })
     }

@@ -253,6 +253,55 @@ impl ChargeStore for SqlStore {
             Ok(results)
         })
     }
+
+    async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>> {
+        crate::settlement::budgets_to_settle(self).await
+    }
+
+    async fn open_settlement(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        created_at_time: u64,
+        at: Timestamp,
+    ) -> StoreResult<Option<prom_core::charge::Settlement>> {
+        crate::settlement::open_settlement(self, tenant, service, created_at_time, at).await
+    }
+
+    async fn pending_settlements(&self) -> StoreResult<Vec<prom_core::charge::Settlement>> {
+        crate::settlement::pending_settlements(self).await
+    }
+
+    async fn complete_settlement(
+        &self,
+        settlement: &prom_core::charge::Settlement,
+        block: u64,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        crate::settlement::complete_settlement(self, settlement, block, at).await
+    }
+
+    async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64> {
+        let stale: Vec<String> = with_read!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM charges WHERE state = 'held' AND created_at < $1")
+                .bind(before.as_millis())
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?
+        });
+        let ops: Vec<ChargeOp> =
+            stale.into_iter().map(|id| ChargeOp::Release(prom_core::id::ChargeId::from_trusted(id))).collect();
+        let mut released = 0;
+        for chunk in ops.chunks(500) {
+            let results = self.apply_charges(chunk, Timestamp::now()).await?;
+            released += results.iter().filter(|r| **r == ChargeOpResult::Done).count() as u64;
+        }
+        Ok(released)
+    }
+
+    async fn cap_budget(&self, tenant: &TenantId, service: &ServiceSlug, cap: Amount) -> StoreResult<Budget> {
+        crate::settlement::cap_budget(self, tenant, service, cap).await
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod ledger;
 mod rows;
 mod services;
 mod settings;
+mod settlement;
 mod usage;
 mod users;
 

@@ -9,7 +9,7 @@ use prom_core::store::{
     Tenant, UserRecord, UserStore,
 };
 use prom_core::time::Timestamp;
-use prom_core::user::Email;
+use prom_core::user::{Email, TenantSlug};
 use serde_json::json;
 
 use crate::audit::insert_audit;
@@ -136,6 +136,17 @@ impl UserStore for SqlStore {
         let row: Option<TenantRow> = with_read!(self, pool => {
             sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE id = $1")
                 .bind(id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?
+        });
+        Ok(row.map(Tenant::from))
+    }
+
+    async fn find_tenant_by_slug(&self, slug: &TenantSlug) -> StoreResult<Option<Tenant>> {
+        let row: Option<TenantRow> = with_read!(self, pool => {
+            sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE slug = $1")
+                .bind(slug.as_str())
                 .fetch_optional(pool)
                 .await
                 .map_err(db_err)?

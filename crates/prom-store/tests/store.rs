@@ -56,5 +56,7 @@ mod sessions;
 mod settings;
 #[path = "store/touch.rs"]
 mod touch;
+#[path = "store/usage.rs"]
+mod usage;
 #[path = "store/users.rs"]
 mod users;

@@ -1,5 +1,6 @@
-//! The management API under `/v1`: sign-in, API keys, services, the audit log, `whoami`, and the
-//! OpenAPI document that describes them (generated from the handlers' annotations).
+//! The management API under `/v1`: sign-in, API keys, services, allowances, usage, the audit log,
+//! `whoami`, and the OpenAPI document that describes them (generated from the handlers'
+//! annotations).
 
 pub mod allowance;
 pub mod audit;
@@ -7,6 +8,7 @@ pub mod health;
 pub mod keys;
 pub mod services;
 pub mod session;
+pub mod usage;
 pub mod views;
 pub mod whoami;
 
@@ -75,6 +77,7 @@ pub fn router() -> Router<AppState> {
             get(services::get_service).patch(services::update_service).delete(services::delete_service),
         )
         .route("/services/{slug}/allowance", get(allowance::get_allowance).put(allowance::set_allowance))
+        .route("/usage", get(usage::get_usage))
         .route("/audit", get(audit::list_audit))
         .route("/whoami", get(whoami::whoami))
         .route("/openapi.json", get(openapi))
@@ -109,6 +112,7 @@ pub async fn method_not_allowed() -> ApiError {
         services::delete_service,
         allowance::get_allowance,
         allowance::set_allowance,
+        usage::get_usage,
         audit::list_audit,
         whoami::whoami,
         health::healthz,

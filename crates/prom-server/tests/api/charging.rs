@@ -167,3 +167,155 @@ async fn concurrent_calls_over_many_keys_never_overspend() {
     let after = budget(&app, &owner).await;
     assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::new(N * PRICE)), "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
+    use prom_core::ledger::{AllowanceArgs, ApproveArgs, Memo, TransferFromArgs};
+    use prom_server::billing::{PLATFORM_OWNER, platform_spender, tenant_owner, tenant_wallet};
+
+    let app = TestApp::spawn().await;
+    let provider = app.with_owner("provider").await;
+    let (url, _upstream) = spawn_upstream().await;
+    register_priced(&app, &provider, "paid", &url, &[("echo", PRICE)]).await;
+    let consumer = app.with_owner("consumer").await;
+    let wallet = tenant_wallet(&tenant(&consumer));
+    let provider_wallet = tenant_wallet(&tenant(&provider));
+    app.state.ledger.mint(&wallet, Amount::new(10_000)).await.expect("mint");
+
+    // The consumer approves 1000 through the API (the ledger approve and the budget).
+    let approved = app
+        .client
+        .request(reqwest::Method::PUT, "/v1/services/paid/allowance", Cred::Bearer(&consumer.token))
+        .json(&serde_json::json!({"amount": "1000"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap_or_default());
+    let (_, key) = consumer.create_key("agent").await;
+    for id in 1..=3 {
+        let answer = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(id, "echo"), &[]).await).await;
+        assert!(answer.get("result").is_some(), "{answer}");
+    }
+
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.settled_amount), (1, Amount::new(3 * PRICE)));
+    assert_eq!(app.state.ledger.balance_of(&wallet).await.expect("balance"), Amount::new(10_000 - 3 * PRICE));
+    assert_eq!(app.state.ledger.balance_of(&provider_wallet).await.expect("balance"), Amount::new(3 * PRICE));
+    let spender = platform_spender(&ServiceSlug::parse("paid").expect("slug"));
+    let on_ledger = app
+        .state
+        .ledger
+        .allowance(AllowanceArgs { account: wallet.clone(), spender: spender.clone() })
+        .await
+        .expect("allowance");
+    assert_eq!(on_ledger.allowance, Amount::new(1000 - 3 * PRICE), "transfer_from consumed the allowance");
+    let settled =
+        app.state.store.budget(&tenant(&consumer), &ServiceSlug::parse("paid").expect("slug")).await.expect("budget");
+    assert_eq!((settled.unsettled, settled.settled), (Amount::ZERO, Amount::new(3 * PRICE)));
+    assert_eq!(settled.available(prom_core::time::Timestamp::now()), Amount::new(1000 - 3 * PRICE));
+    assert_eq!(app.state.settler.settle_once().await.settled_batches, 0, "nothing is settled twice");
+
+    // A crash between the ledger call and its record: the batch is recorded, the ledger applied
+    // it, the record of success was lost. The next round re-submits and gets Duplicate.
+    for id in 4..=5 {
+        let answer = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(id, "echo"), &[]).await).await;
+        assert!(answer.get("result").is_some(), "{answer}");
+    }
+    let slug = ServiceSlug::parse("paid").expect("slug");
+    let batch = app
+        .state
+        .store
+        .open_settlement(&tenant(&consumer), &slug, now_nanos(), prom_core::time::Timestamp::now())
+        .await
+        .expect("open")
+        .expect("a batch");
+    assert_eq!(batch.amount, Amount::new(2 * PRICE));
+    let applied = app
+        .state
+        .ledger
+        .transfer_from(
+            PLATFORM_OWNER,
+            TransferFromArgs {
+                spender_subaccount: spender.subaccount,
+                from: wallet.clone(),
+                to: provider_wallet.clone(),
+                amount: batch.amount,
+                fee: None,
+                memo: Memo::new(batch.id.as_str().replace('-', "").into_bytes()).ok(),
+                created_at_time: Some(batch.created_at_time),
+            },
+        )
+        .await
+        .expect("ledger");
+    assert!(applied.is_ok(), "{applied:?}");
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.settled_amount), (1, Amount::new(2 * PRICE)));
+    assert_eq!(
+        app.state.ledger.balance_of(&wallet).await.expect("balance"),
+        Amount::new(10_000 - 5 * PRICE),
+        "charged once"
+    );
+    assert_eq!(app.state.ledger.balance_of(&provider_wallet).await.expect("balance"), Amount::new(5 * PRICE));
+
+    // The user lowers the allowance on the ledger directly: the next round caps the budget, and
+    // paid calls stop at what the ledger will still pay.
+    let lowered = app
+        .state
+        .ledger
+        .approve(
+            &tenant_owner(&tenant(&consumer)),
+            ApproveArgs {
+                from_subaccount: None,
+                spender,
+                amount: Amount::new(PRICE),
+                expected_allowance: None,
+                expires_at: None,
+                fee: None,
+                memo: None,
+                created_at_time: None,
+            },
+        )
+        .await
+        .expect("ledger");
+    assert!(lowered.is_ok());
+    app.state.settler.settle_once().await;
+    let capped = app.state.store.budget(&tenant(&consumer), &slug).await.expect("budget");
+    assert_eq!(capped.available(prom_core::time::Timestamp::now()), Amount::new(PRICE), "{capped:?}");
+    assert!(
+        answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(6, "echo"), &[]).await).await.get("result").is_some()
+    );
+    let refused = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(7, "echo"), &[]).await).await;
+    assert_eq!(refused["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{refused}");
+}
+
+fn now_nanos() -> u64 {
+    u64::try_from(prom_core::time::Timestamp::now().as_millis()).expect("after 1970") * 1_000_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_of_calls_that_died_with_the_process_are_released_at_start() {
+    use prom_core::charge::{ChargeOp, ChargeOpResult, NewCharge};
+    use prom_core::id::{ChargeId, KeyId};
+    use prom_core::time::Timestamp;
+
+    let (app, owner, _upstream) = paid_setup(10 * PRICE).await;
+    let (key_id, _) = owner.create_key("agent").await;
+    let hold = NewCharge {
+        id: ChargeId::new(),
+        tenant_id: tenant(&owner),
+        service: ServiceSlug::parse("paid").expect("slug"),
+        key_id: KeyId::parse(&key_id).expect("key id"),
+        tool: "echo".into(),
+        amount: Amount::new(PRICE),
+        at: Timestamp::now(),
+    };
+    let placed = app.state.store.apply_charges(&[ChargeOp::Reserve(hold)], Timestamp::now()).await.expect("hold");
+    assert_eq!(placed, vec![ChargeOpResult::Held]);
+    assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE));
+    // What `AppState::build` does at start: the hold's request cannot be alive any more.
+    let released = app.state.store.release_stale_holds(Timestamp::now().plus_seconds(1)).await.expect("release");
+    assert_eq!(released, 1);
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::ZERO));
+    assert_eq!(app.state.store.release_stale_holds(Timestamp::now().plus_seconds(1)).await.expect("again"), 0);
+}

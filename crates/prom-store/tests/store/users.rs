@@ -6,7 +6,7 @@ use prom_core::store::{AuditStore, Membership, StoreError, UserStore};
 use prom_store::SqlStore;
 use serde_json::json;
 
-use crate::support::{PASSWORD_HASH, actions, by_action, email, everything, provision};
+use crate::support::{PASSWORD_HASH, actions, by_action, email, everything, provision, slug};
 
 async fn provision_creates_tenant_user_and_membership(store: SqlStore) {
     let request = provision("Ada@Example.com", "acme", Role::Owner, Some(PASSWORD_HASH));
@@ -110,7 +110,17 @@ async fn reprovisioning_updates_role_and_password(store: SqlStore) {
     assert_eq!(roles, [json!("admin"), json!("admin"), json!("member")], "newest first");
 }
 
+async fn tenants_are_found_by_slug_and_id(store: SqlStore) {
+    let request = provision("ada@example.com", "acme", Role::Owner, Some(PASSWORD_HASH));
+    let outcome = store.provision_member(request, &AuditContext::admin_cli()).await.unwrap();
+    let by_slug = store.find_tenant_by_slug(&slug("acme")).await.unwrap();
+    assert_eq!(by_slug.as_ref(), Some(&outcome.tenant));
+    assert_eq!(store.get_tenant(&outcome.tenant.id).await.unwrap(), by_slug);
+    assert_eq!(store.find_tenant_by_slug(&slug("acme-two")).await.unwrap(), None);
+}
+
 store_tests!(
+    tenants_are_found_by_slug_and_id,
     provision_creates_tenant_user_and_membership,
     new_user_without_password_is_a_conflict,
     existing_user_joins_a_second_tenant,

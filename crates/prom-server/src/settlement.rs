@@ -1,0 +1,149 @@
+//! Settlement: captured charges move to the ledger in batches, one `transfer_from` per
+//! (tenant, service) batch, from the tenant's wallet to the publishing tenant's wallet, spent from
+//! the platform's allowance for that service.
+//!
+//! Exactly once: a batch is recorded in the database (with its memo and `created_at_time`) before
+//! the ledger is called, so a retry — after a timeout, an error or a crash between the ledger call
+//! and its record — re-submits the identical transaction, and the ledger answers `Duplicate`,
+//! which counts as done. Before each batch the ledger's allowance and the wallet's balance are
+//! re-read, and the budget is capped to what the ledger can pay: a user who lowered the allowance
+//! or emptied the wallet elsewhere stops new holds at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prom_core::charge::Settlement;
+use prom_core::ledger::{AllowanceArgs, Ledger, Memo, TransferFromArgs, TransferFromError};
+use prom_core::money::Amount;
+use prom_core::store::Store;
+use prom_core::time::Timestamp;
+
+use crate::billing::{PLATFORM_OWNER, platform_spender, tenant_wallet};
+use crate::directory::ServiceDirectory;
+
+/// What one settlement round did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SettleReport {
+    pub settled_batches: usize,
+    pub settled_amount: Amount,
+    pub failed_batches: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settler {
+    store: Arc<dyn Store>,
+    ledger: Arc<dyn Ledger>,
+    services: Arc<ServiceDirectory>,
+}
+
+impl Settler {
+    pub fn new(store: Arc<dyn Store>, ledger: Arc<dyn Ledger>, services: Arc<ServiceDirectory>) -> Self {
+        Self { store, ledger, services }
+    }
+
+    /// Settles every `every`, and once at start (which also repairs batches a crash left pending).
+    pub fn spawn(&self, every: Duration) {
+        let settler = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                settler.settle_once().await;
+            }
+        });
+    }
+
+    /// One round: pending batches first, then new batches for every budget with captured charges.
+    pub async fn settle_once(&self) -> SettleReport {
+        let mut report = SettleReport::default();
+        match self.store.pending_settlements().await {
+            Ok(pending) => {
+                for settlement in pending {
+                    self.submit(&settlement, &mut report).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read pending settlements"),
+        }
+        let budgets = match self.store.budgets_to_settle().await {
+            Ok(budgets) => budgets,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read budgets to settle");
+                return report;
+            }
+        };
+        for budget in budgets {
+            let wallet = tenant_wallet(&budget.tenant_id);
+            let spender = platform_spender(&budget.service);
+            let allowance = self.ledger.allowance(AllowanceArgs { account: wallet.clone(), spender }).await;
+            let balance = self.ledger.balance_of(&wallet).await;
+            if let (Ok(allowance), Ok(balance)) = (allowance, balance) {
+                let cap = allowance.allowance.min(balance);
+                if let Err(err) = self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
+                    tracing::warn!(error = %err, "cannot cap a budget to the ledger");
+                }
+            }
+            let now = Timestamp::now();
+            let created_at_time = u64::try_from(now.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
+            match self.store.open_settlement(&budget.tenant_id, &budget.service, created_at_time, now).await {
+                Ok(Some(settlement)) => self.submit(&settlement, &mut report).await,
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot record a settlement batch"),
+            }
+        }
+        report
+    }
+
+    async fn submit(&self, settlement: &Settlement, report: &mut SettleReport) {
+        let provider = match self.services.get(&settlement.service).await {
+            Ok(Some(service)) => service.tenant_id.clone(),
+            Ok(None) => {
+                tracing::warn!(service = %settlement.service, "cannot settle: the service is gone");
+                report.failed_batches += 1;
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot settle: service lookup failed");
+                report.failed_batches += 1;
+                return;
+            }
+        };
+        // The settlement id (a UUID) without dashes is 32 ASCII bytes: exactly a memo's limit.
+        let memo = Memo::new(settlement.id.as_str().replace('-', "").into_bytes()).ok();
+        let args = TransferFromArgs {
+            spender_subaccount: platform_spender(&settlement.service).subaccount,
+            from: tenant_wallet(&settlement.tenant_id),
+            to: tenant_wallet(&provider),
+            amount: settlement.amount,
+            fee: None,
+            memo,
+            created_at_time: Some(settlement.created_at_time),
+        };
+        let block = match self.ledger.transfer_from(PLATFORM_OWNER, args).await {
+            Ok(Ok(block)) => block,
+            Ok(Err(TransferFromError::Duplicate { duplicate_of })) => duplicate_of,
+            Ok(Err(refusal)) => {
+                tracing::warn!(settlement = %settlement.id, error = %refusal, "the ledger refused a settlement; will retry");
+                report.failed_batches += 1;
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(settlement = %settlement.id, error = %err, "the ledger is unreachable; will retry");
+                report.failed_batches += 1;
+                return;
+            }
+        };
+        match self.store.complete_settlement(settlement, block.0, Timestamp::now()).await {
+            Ok(()) => {
+                report.settled_batches += 1;
+                report.settled_amount =
+                    report.settled_amount.checked_add(settlement.amount).unwrap_or(report.settled_amount);
+                tracing::info!(settlement = %settlement.id, amount = %settlement.amount, block = block.0, "settled");
+            }
+            // The ledger has it; the next round re-submits, gets Duplicate, and records it.
+            Err(err) => {
+                tracing::warn!(settlement = %settlement.id, error = %err, "settled on the ledger but not recorded yet")
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Settlement bookkeeping: batches of captured charges recorded before the ledger is called,
+//! completed when it confirms. The ledger call itself lives in the server (`settlement.rs`).
+
+use prom_core::charge::{Budget, Settlement};
+use prom_core::id::{SettlementId, TenantId};
+use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
+use prom_core::store::{ChargeStore, StoreError, StoreResult};
+use prom_core::time::Timestamp;
+
+use crate::{SqlStore, db_err, with_read, with_write};
+
+#[derive(sqlx::FromRow)]
+struct SettlementRow {
+    id: String,
+    tenant_id: String,
+    service: String,
+    amount: String,
+    created_at_time: String,
+}
+
+fn parse<T: std::str::FromStr>(raw: &str, what: &str) -> StoreResult<T> {
+    raw.parse().map_err(|_| StoreError::Corrupt(format!("stored {what} {raw:?} is unreadable")))
+}
+
+impl TryFrom<SettlementRow> for Settlement {
+    type Error = StoreError;
+
+    fn try_from(row: SettlementRow) -> StoreResult<Self> {
+        Ok(Settlement {
+            amount: parse(&row.amount, "amount")?,
+            created_at_time: parse(&row.created_at_time, "created_at_time")?,
+            id: SettlementId::from_trusted(row.id),
+            tenant_id: TenantId::from_trusted(row.tenant_id),
+            service: ServiceSlug::from_trusted(row.service),
+        })
+    }
+}
+
+const SETTLEMENT_COLUMNS: &str = "id, tenant_id, service, amount, created_at_time";
+
+pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budget>> {
+    let keys: Vec<(String, String)> = with_read!(store, pool => {
+        sqlx::query_as(
+            "SELECT tenant_id, service FROM budgets WHERE unsettled <> '0' OR held <> '0' OR approved <> settled \
+             ORDER BY tenant_id, service",
+        )
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?
+    });
+    let mut budgets = Vec::with_capacity(keys.len());
+    for (tenant, service) in keys {
+        budgets.push(store.budget(&TenantId::from_trusted(tenant), &ServiceSlug::from_trusted(service)).await?);
+    }
+    Ok(budgets)
+}
+
+pub(crate) async fn open_settlement(
+    store: &SqlStore,
+    tenant: &TenantId,
+    service: &ServiceSlug,
+    created_at_time: u64,
+    at: Timestamp,
+) -> StoreResult<Option<Settlement>> {
+    with_write!(store, pool => {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        // One batch at a time per budget: lock it, then look for a pending one.
+        sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
+            .bind(tenant.as_str())
+            .bind(service.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let pending: Option<SettlementRow> = sqlx::query_as(&format!(
+            "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE tenant_id = $1 AND service = $2 AND state = 'pending'"
+        ))
+        .bind(tenant.as_str())
+        .bind(service.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = pending {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(Some(row.try_into()?));
+        }
+        let amounts: Vec<String> = sqlx::query_scalar(
+            "SELECT amount FROM charges WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(service.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut total = Amount::ZERO;
+        for raw in &amounts {
+            total = total
+                .checked_add(parse(raw, "amount")?)
+                .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
+        }
+        if total == Amount::ZERO {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(None);
+        }
+        let settlement = Settlement {
+            id: SettlementId::new(),
+            tenant_id: tenant.clone(),
+            service: service.clone(),
+            amount: total,
+            created_at_time,
+        };
+        sqlx::query(
+            "INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+        )
+        .bind(settlement.id.as_str())
+        .bind(tenant.as_str())
+        .bind(service.as_str())
+        .bind(total.to_string())
+        .bind(created_at_time.to_string())
+        .bind(at.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE charges SET settlement_id = $1 \
+             WHERE tenant_id = $2 AND service = $3 AND state = 'captured' AND settlement_id IS NULL",
+        )
+        .bind(settlement.id.as_str())
+        .bind(tenant.as_str())
+        .bind(service.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(settlement))
+    })
+}
+
+pub(crate) async fn pending_settlements(store: &SqlStore) -> StoreResult<Vec<Settlement>> {
+    let rows: Vec<SettlementRow> = with_read!(store, pool => {
+        sqlx::query_as(&format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE state = 'pending' ORDER BY created_at"))
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?
+    });
+    rows.into_iter().map(Settlement::try_from).collect()
+}
+
+pub(crate) async fn complete_settlement(
+    store: &SqlStore,
+    settlement: &Settlement,
+    block: u64,
+    at: Timestamp,
+) -> StoreResult<()> {
+    with_write!(store, pool => {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
+            .bind(settlement.tenant_id.as_str())
+            .bind(settlement.service.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query("UPDATE settlements SET state = 'done', block = $1, settled_at = $2 WHERE id = $3 AND state = 'pending'")
+            .bind(block.to_string())
+            .bind(at.as_millis())
+            .bind(settlement.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 1 {
+            sqlx::query("UPDATE charges SET state = 'settled' WHERE settlement_id = $1 AND state = 'captured'")
+                .bind(settlement.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let (unsettled, settled): (String, String) =
+                sqlx::query_as("SELECT unsettled, settled FROM budgets WHERE tenant_id = $1 AND service = $2")
+                    .bind(settlement.tenant_id.as_str())
+                    .bind(settlement.service.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            let unsettled: Amount = parse(&unsettled, "amount")?;
+            let settled: Amount = parse(&settled, "amount")?;
+            let unsettled = unsettled
+                .checked_sub(settlement.amount)
+                .ok_or_else(|| StoreError::Corrupt("a settlement exceeds what was unsettled".into()))?;
+            let settled = settled.checked_add(settlement.amount).ok_or_else(|| StoreError::Corrupt("overflow".into()))?;
+            sqlx::query("UPDATE budgets SET unsettled = $1, settled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5")
+                .bind(unsettled.to_string())
+                .bind(settled.to_string())
+                .bind(at.as_millis())
+                .bind(settlement.tenant_id.as_str())
+                .bind(settlement.service.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    })
+}
+
+pub(crate) async fn cap_budget(
+    store: &SqlStore,
+    tenant: &TenantId,
+    service: &ServiceSlug,
+    cap: Amount,
+) -> StoreResult<Budget> {
+    let current = store.budget(tenant, service).await?;
+    let ceiling = current.settled.checked_add(cap).unwrap_or(Amount::new(u128::MAX));
+    if current.approved > ceiling {
+        with_write!(store, pool => {
+            // Only ever lowers: a concurrent approval that raised it wins.
+            let mut tx = pool.begin().await.map_err(db_err)?;
+            let approved: Option<String> = sqlx::query_scalar(
+                "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 RETURNING approved",
+            )
+            .bind(tenant.as_str())
+            .bind(service.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if approved.as_deref() == Some(current.approved.to_string().as_str()) {
+                sqlx::query("UPDATE budgets SET approved = $1 WHERE tenant_id = $2 AND service = $3")
+                    .bind(ceiling.to_string())
+                    .bind(tenant.as_str())
+                    .bind(service.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+        });
+    }
+    store.budget(tenant, service).await
+}
