@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Gateway overhead, measured side by side in one run: the same wrk load (tools/call on `echo`, a
-# fixed body, one MCP session per target) against the demo MCP server directly and through the
-# gateway (`/mcp/demo`, authenticated with an API key on every request). The demo server runs as
-# its own process, the gateway as another; rounds alternate direct/gateway so drift on the machine
-# hits both alike.
+# Gateway overhead and the cost of charging, measured side by side in one run: the same wrk load
+# (tools/call on `echo`, a fixed body, one MCP session per target) against the demo MCP server
+# directly, through the gateway as a free tool (`/mcp/demo`), and through the gateway as a paid
+# tool (`/mcp/demo-paid`: the same upstream with `echo` priced 1, so every call is held, captured
+# and settled). The demo server runs as its own process, the gateway as another; rounds rotate
+# direct/free/paid so drift on the machine hits all alike.
 #
 #   bench/gateway.sh [duration-seconds] [connections] [rounds]
 #   PROM_WORKER_THREADS=1 bench/gateway.sh …     # the gateway on one tokio worker thread
@@ -42,8 +43,14 @@ token=$(api /v1/auth/login -d '{"email":"bench@example.com","password":"benchmar
 upstream="http://127.0.0.1:$UPSTREAM_PORT/mcp"
 api /v1/services -H "authorization: Bearer $token" \
   -d "{\"slug\":\"demo\",\"name\":\"demo\",\"upstream\":{\"url\":\"$upstream\"},\"prices\":{\"fortune\":\"250\"}}" >/dev/null
+api /v1/services -H "authorization: Bearer $token" \
+  -d "{\"slug\":\"demo-paid\",\"name\":\"demo, paid echo\",\"upstream\":{\"url\":\"$upstream\"},\"prices\":{\"echo\":\"1\"}}" >/dev/null
+"$PROM" admin mint --tenant bench --amount 1000000000000 --data-dir "$work/data" >/dev/null
+curl -sf -X PUT "http://127.0.0.1:$PORT/v1/services/demo-paid/allowance" -H "authorization: Bearer $token" \
+  -H 'content-type: application/json' -d '{"amount":"1000000000000"}' >/dev/null
 key=$(api /v1/keys -H "authorization: Bearer $token" -d '{"label":"benchmark"}' | sed 's/.*"key":"\([^"]*\)".*/\1/')
 gateway="http://127.0.0.1:$PORT/mcp/demo"
+paid="http://127.0.0.1:$PORT/mcp/demo-paid"
 
 # One MCP session per target (the demo server is stateful, protocol 2025-11-25).
 open_session() { # url, extra curl args...
@@ -55,7 +62,8 @@ open_session() { # url, extra curl args...
 }
 direct_session=$(open_session "$upstream")
 gateway_session=$(open_session "$gateway" -H "x-api-key: $key")
-for target in "$upstream|$direct_session|" "$gateway|$gateway_session|$key"; do
+paid_session=$(open_session "$paid" -H "x-api-key: $key")
+for target in "$upstream|$direct_session|" "$gateway|$gateway_session|$key" "$paid|$paid_session|$key"; do
   IFS='|' read -r url session k <<<"$target"
   curl -s -o /dev/null "$url" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
     -H "mcp-session-id: $session" -H 'mcp-protocol-version: 2025-11-25' ${k:+-H "x-api-key: $k"} \
@@ -84,12 +92,18 @@ echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds
 for round in $(seq 1 "$ROUNDS"); do
   run "direct  round=$round" "$upstream" "$direct_session"
   run "gateway round=$round" "$gateway" "$gateway_session" "$key"
+  run "paid    round=$round" "$paid" "$paid_session" "$key"
 done | tee "$work/results"
 awk '
   /^direct/  { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } d_rps+=v["rps"]; d50+=v["p50_us"]; d99+=v["p99_us"]; n++ }
   /^gateway/ { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } g_rps+=v["rps"]; g50+=v["p50_us"]; g99+=v["p99_us"]; e+=v["errors"] }
+  /^paid/    { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } p_rps+=v["rps"]; p50+=v["p50_us"]; p99+=v["p99_us"]; pe+=v["errors"] }
   END {
     printf "direct:  %.0f req/s  p50 %.0f us  p99 %.0f us\n", d_rps/n, d50/n, d99/n
     printf "gateway: %.0f req/s  p50 %.0f us  p99 %.0f us  (errors %d)\n", g_rps/n, g50/n, g99/n, e
+    printf "paid:    %.0f req/s  p50 %.0f us  p99 %.0f us  (errors %d)\n", p_rps/n, p50/n, p99/n, pe
     printf "throughput ratio gateway/direct: %.1f%%   added p50: %.0f us   added p99: %.0f us\n", 100*g_rps/d_rps, (g50-d50)/n, (g99-d99)/n
+    printf "paid vs free through the gateway: throughput %.1f%%   added p50: %.0f us   added p99: %.0f us\n", 100*p_rps/g_rps, (p50-g50)/n, (p99-g99)/n
   }' "$work/results"
+# Every paid call was charged: the allowance shows what was captured and settled.
+curl -sf "http://127.0.0.1:$PORT/v1/services/demo-paid/allowance" -H "authorization: Bearer $token"; echo
