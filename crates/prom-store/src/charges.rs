@@ -58,6 +58,21 @@ struct ChargeRow {
     amount: String,
 }
 
+/// Takes a budget's row lock for the rest of the transaction (PostgreSQL; SQLite's single writer
+/// already serialises), with any executor of either backend. Always lock before reading a budget
+/// that is about to change.
+macro_rules! lock_budget {
+    ($executor:expr, $tenant:expr, $service:expr) => {
+        sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
+            .bind($tenant)
+            .bind($service)
+            .execute($executor)
+            .await
+            .map_err($crate::db_err)
+    };
+}
+pub(crate) use lock_budget;
+
 const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled";
 
 /// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
@@ -149,12 +164,7 @@ impl ChargeStore for SqlStore {
             let mut budgets: BTreeMap<(TenantId, ServiceSlug), Budget> = BTreeMap::new();
             for (tenant, service) in keys {
                 // Lock first (PostgreSQL row lock; a no-op on SQLite's single writer), then read.
-                sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
-                    .bind(tenant.as_str())
-                    .bind(service.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+                lock_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
                 let row: Option<BudgetRow> = sqlx::query_as(&format!(
                     "SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"
                 ))

@@ -8,6 +8,7 @@ use prom_core::service::ServiceSlug;
 use prom_core::store::{ChargeStore, StoreError, StoreResult};
 use prom_core::time::Timestamp;
 
+use crate::charges::lock_budget;
 use crate::{SqlStore, db_err, with_read, with_write};
 
 #[derive(sqlx::FromRow)]
@@ -66,12 +67,7 @@ pub(crate) async fn open_settlement(
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
         // One batch at a time per budget: lock it, then look for a pending one.
-        sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
-            .bind(tenant.as_str())
-            .bind(service.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        lock_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
         let pending: Option<SettlementRow> = sqlx::query_as(&format!(
             "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE tenant_id = $1 AND service = $2 AND state = 'pending'"
         ))
@@ -155,12 +151,7 @@ pub(crate) async fn complete_settlement(
 ) -> StoreResult<()> {
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
-        sqlx::query("UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2")
-            .bind(settlement.tenant_id.as_str())
-            .bind(settlement.service.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        lock_budget!(&mut *tx, settlement.tenant_id.as_str(), settlement.service.as_str())?;
         let done = sqlx::query("UPDATE settlements SET state = 'done', block = $1, settled_at = $2 WHERE id = $3 AND state = 'pending'")
             .bind(block.to_string())
             .bind(at.as_millis())

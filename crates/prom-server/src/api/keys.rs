@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use prom_core::access::{Role, Scope};
 use prom_core::id::KeyId;
-use prom_core::kdf::KeyDigest;
 use prom_core::key::{Environment, PlainKey};
 use prom_core::store::{KeyRecord, NewKey};
 use prom_core::time::Timestamp;
@@ -16,7 +15,7 @@ use prom_core::user::{Label, MAX_LABEL_CHARS};
 use super::views::{CreateKeyRequest, CreatedKeyView, KeyListView, KeyView, RotateKeyRequest, RotatedKeyView, scopes};
 use super::{ApiJson, OptionalJson};
 use crate::auth::pool::PoolError;
-use crate::auth::{ClientMeta, Principal};
+use crate::auth::{ClientMeta, Principal, UserPrincipal};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -33,8 +32,16 @@ fn invalid(err: impl std::fmt::Display) -> ApiError {
     ApiError::InvalidRequest(err.to_string())
 }
 
-/// Mints a key and computes its digest on the hashing pool.
-async fn mint(state: &AppState, environment: Environment) -> Result<(PlainKey, KeyDigest), ApiError> {
+/// Mints a key for the caller's tenant, with its digest computed on the hashing pool.
+async fn mint(
+    state: &AppState,
+    principal: &Principal,
+    user: &UserPrincipal,
+    label: Label,
+    environment: Environment,
+    scopes: Vec<Scope>,
+    at: Timestamp,
+) -> Result<(PlainKey, NewKey), ApiError> {
     let key = PlainKey::mint(environment);
     let hasher = state.hasher.clone();
     let text = key.expose().to_owned();
@@ -53,7 +60,18 @@ async fn mint(state: &AppState, environment: Environment) -> Result<(PlainKey, K
             PoolError::Crashed(err) => ApiError::internal(err),
         })?
         .map_err(ApiError::internal)?;
-    Ok((key, digest))
+    let new = NewKey {
+        id: KeyId::new(),
+        tenant_id: principal.tenant_id().clone(),
+        label,
+        environment,
+        digest,
+        last4: key.last4(),
+        scopes,
+        created_by: Some(user.session.user_id.clone()),
+        created_at: at,
+    };
+    Ok((key, new))
 }
 
 fn created_view(record: &KeyRecord, key: &PlainKey) -> CreatedKeyView {
@@ -96,18 +114,8 @@ pub async fn create_key(
             environment,
         )));
     }
-    let (key, digest) = mint(&state, environment).await?;
-    let new = NewKey {
-        id: KeyId::new(),
-        tenant_id: principal.tenant_id().clone(),
-        label,
-        environment,
-        digest,
-        last4: key.last4(),
-        scopes: vec![Scope::AgentConnect],
-        created_by: Some(user.session.user_id.clone()),
-        created_at: Timestamp::now(),
-    };
+    let (key, new) =
+        mint(&state, &principal, user, label, environment, vec![Scope::AgentConnect], Timestamp::now()).await?;
     let record = state.store.insert_key(new, &principal.audit_context(&meta)).await?;
     state.verifier.forget_unknown(&key);
     tracing::info!(key_id = %record.id, tenant = %record.tenant_id, "API key created");
@@ -228,18 +236,7 @@ pub async fn rotate_key(
             state.config.max_rotation_grace_secs / 86_400
         )));
     }
-    let (key, digest) = mint(&state, old.environment).await?;
-    let new = NewKey {
-        id: KeyId::new(),
-        tenant_id: principal.tenant_id().clone(),
-        label,
-        environment: old.environment,
-        digest,
-        last4: key.last4(),
-        scopes: old.scopes.clone(),
-        created_by: Some(user.session.user_id.clone()),
-        created_at: now,
-    };
+    let (key, new) = mint(&state, &principal, user, label, old.environment, old.scopes.clone(), now).await?;
     let (old, new) = state
         .store
         .rotate_key(principal.tenant_id(), &key_id, new, now.plus_seconds(grace), &principal.audit_context(&meta))

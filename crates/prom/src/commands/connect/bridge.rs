@@ -103,7 +103,7 @@ impl Bridge {
     }
 
     async fn forward(&mut self) -> Ending {
-        let terminated = terminate_signal();
+        let terminated = super::super::terminate_signal();
         tokio::pin!(terminated);
         let drain_deadline = tokio::time::sleep(Duration::MAX);
         tokio::pin!(drain_deadline);
@@ -240,27 +240,6 @@ fn answered_request(message: &ServerJsonRpcMessage) -> Option<&RequestId> {
         ServerJsonRpcMessage::Response(response) => Some(&response.id),
         ServerJsonRpcMessage::Error(error) => error.id.as_ref(),
         _ => None,
-    }
-}
-
-async fn terminate_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
 
