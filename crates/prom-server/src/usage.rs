@@ -1,12 +1,14 @@
-//! Usage off the request path. A request never writes to the database: it notes what happened
-//! in a bounded channel, and a background task folds the notes into batched writes —
+//! Usage off the request path. A request never writes to the database: it appends what happened
+//! to a bounded in-memory inbox (a mutex-guarded push: no channel, no task wake-up per request),
+//! and a background task drains the inbox every flush interval and folds the notes into batched
+//! writes —
 //! `last_used_at` once per key per flush, gateway usage events in one transaction, and one
 //! `api_key.use` audit row per key per minute. When the channel is full a note is dropped and
 //! counted; requests never wait for bookkeeping.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prom_core::audit::{Actor, AuditAction, AuditContext, AuditTarget, NewAuditEvent};
@@ -15,9 +17,10 @@ use prom_core::store::Store;
 use prom_core::time::Timestamp;
 use prom_core::usage::UsageEvent;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-const CHANNEL_CAPACITY: usize = 16_384;
+/// Most notes waiting for the writer; beyond that new ones are dropped (and counted).
+const CHANNEL_CAPACITY: usize = 100_000;
 /// Most usage events written in one transaction.
 const MAX_BATCH: usize = 2_000;
 const MINUTE_MS: i64 = 60_000;
@@ -31,57 +34,62 @@ pub struct KeyUser {
     pub display: String,
 }
 
-enum Message {
+#[derive(Debug)]
+enum Note {
     Touched(KeyId, Timestamp),
     Used(Box<(UsageEvent, KeyUser)>),
-    Flush(oneshot::Sender<()>),
 }
 
 #[derive(Clone, Debug)]
 pub struct UsageRecorder {
-    tx: mpsc::Sender<Message>,
+    inbox: Arc<Mutex<Vec<Note>>>,
+    /// Wakes the writer early when the inbox fills up (once per batch, not per request).
+    full: Arc<Notify>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Touched(id, _) => write!(f, "Touched({id})"),
-            Self::Used(used) => write!(f, "Used({})", used.0.key_id),
-            Self::Flush(_) => f.write_str("Flush"),
-        }
-    }
 }
 
 impl UsageRecorder {
     /// Starts the writer task. It stops when every recorder clone is dropped, after a last flush.
     pub fn spawn(store: Arc<dyn Store>, every: Duration) -> Self {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(run(store, rx, every.max(Duration::from_millis(10))));
-        Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
+        let (flushes, rx) = mpsc::channel(16);
+        let recorder = Self {
+            inbox: Arc::new(Mutex::new(Vec::new())),
+            full: Arc::new(Notify::new()),
+            flushes,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        tokio::spawn(run(store, recorder.inbox.clone(), recorder.full.clone(), rx, every.max(Duration::from_millis(10))));
+        recorder
     }
 
-    fn send(&self, message: Message) {
-        if self.tx.try_send(message).is_err() {
+    fn send(&self, note: Note) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if inbox.len() >= CHANNEL_CAPACITY {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        inbox.push(note);
+        if inbox.len() == MAX_BATCH {
+            self.full.notify_one();
         }
     }
 
     /// Notes that a key authenticated a request (for `last_used_at`). Never waits.
     pub fn record(&self, key: KeyId, at: Timestamp) {
-        self.send(Message::Touched(key, at));
+        self.send(Note::Touched(key, at));
     }
 
     /// Notes one JSON-RPC request through the gateway. Never waits.
     pub fn record_event(&self, event: UsageEvent, user: KeyUser) {
-        self.send(Message::Used(Box::new((event, user))));
+        self.send(Note::Used(Box::new((event, user))));
     }
 
     /// Writes out everything noted so far, including the current minute's `api_key.use` rows,
     /// and waits for it (shutdown, tests).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).await.is_ok() {
+        if self.flushes.send(done).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -108,44 +116,61 @@ struct Pending {
     minutes: HashMap<(KeyId, i64), MinuteOfUse>,
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Message>, every: Duration) {
+async fn run(
+    store: Arc<dyn Store>,
+    inbox: Arc<Mutex<Vec<Note>>>,
+    full: Arc<Notify>,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    every: Duration,
+) {
     let mut pending = Pending::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            message = rx.recv() => match message {
-                Some(Message::Touched(key, at)) => note_touch(&mut pending, key, at),
-                Some(Message::Used(used)) => {
-                    let (event, user) = *used;
-                    note_touch(&mut pending, event.key_id.clone(), event.at);
-                    let minute = event.at.as_millis().div_euclid(MINUTE_MS);
-                    let entry = pending.minutes.entry((event.key_id.clone(), minute)).or_insert_with(|| MinuteOfUse {
-                        user,
-                        requests: 0,
-                        services: BTreeSet::new(),
-                        tools: BTreeSet::new(),
-                    });
-                    entry.requests += 1;
-                    entry.services.insert(event.service.to_string());
-                    if let Some(tool) = &event.tool {
-                        entry.tools.insert(tool.clone());
-                    }
-                    pending.events.push(event);
-                    if pending.events.len() >= MAX_BATCH {
-                        write(&*store, &mut pending, false).await;
-                    }
-                }
-                Some(Message::Flush(done)) => {
-                    write(&*store, &mut pending, true).await;
-                    let _ = done.send(());
-                }
+        let (all, done) = tokio::select! {
+            flush = flushes.recv() => match flush {
+                Some(done) => (true, Some(done)),
+                // Every recorder is gone: write what is left and stop.
                 None => {
+                    take_notes(&inbox, &mut pending);
                     write(&*store, &mut pending, true).await;
                     return;
                 }
             },
-            _ = tick.tick() => write(&*store, &mut pending, false).await,
+            () = full.notified() => (false, None),
+            _ = tick.tick() => (false, None),
+        };
+        take_notes(&inbox, &mut pending);
+        write(&*store, &mut pending, all).await;
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Moves the inbox's notes into `pending`, folding uses into per-key, per-minute counts.
+fn take_notes(inbox: &Mutex<Vec<Note>>, pending: &mut Pending) {
+    let notes = std::mem::take(&mut *inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    for note in notes {
+        match note {
+            Note::Touched(key, at) => note_touch(pending, key, at),
+            Note::Used(used) => {
+                let (event, user) = *used;
+                note_touch(pending, event.key_id.clone(), event.at);
+                let minute = event.at.as_millis().div_euclid(MINUTE_MS);
+                let entry = pending.minutes.entry((event.key_id.clone(), minute)).or_insert_with(|| MinuteOfUse {
+                    user,
+                    requests: 0,
+                    services: BTreeSet::new(),
+                    tools: BTreeSet::new(),
+                });
+                entry.requests += 1;
+                entry.services.insert(event.service.to_string());
+                if let Some(tool) = &event.tool {
+                    entry.tools.insert(tool.clone());
+                }
+                pending.events.push(event);
+            }
         }
     }
 }
