@@ -59,7 +59,13 @@ impl UsageRecorder {
             flushes,
             dropped: Arc::new(AtomicU64::new(0)),
         };
-        tokio::spawn(run(store, recorder.inbox.clone(), recorder.full.clone(), rx, every.max(Duration::from_millis(10))));
+        tokio::spawn(run(
+            store,
+            recorder.inbox.clone(),
+            recorder.full.clone(),
+            rx,
+            every.max(Duration::from_millis(10)),
+        ));
         recorder
     }
 

@@ -16,6 +16,8 @@
 #[path = "api/support.rs"]
 mod support;
 
+#[path = "api/allowance.rs"]
+mod allowance;
 #[path = "api/audit.rs"]
 mod audit;
 #[path = "api/auth_errors.rs"]
@@ -40,3 +42,5 @@ mod rotation;
 mod services;
 #[path = "api/stdio.rs"]
 mod stdio;
+#[path = "api/usage.rs"]
+mod usage;

@@ -140,7 +140,7 @@ impl UsageStore for SqlStore {
         }
         // Days in calendar order (the map's order already); keys and tools busiest first.
         if query.group_by != UsageGrouping::Day {
-            report.rows.sort_by(|a, b| b.totals.calls.cmp(&a.totals.calls));
+            report.rows.sort_by_key(|row| std::cmp::Reverse(row.totals.calls));
         }
         Ok(report)
     }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use prom_core::money::Amount;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +83,9 @@ pub enum AdminCommand {
     /// Create a user (or add an existing one to a tenant, or change their role there).
     /// The tenant is created if it does not exist.
     CreateUser(CreateUserArgs),
+    /// Put new tokens into a tenant's wallet on the embedded ledger, for development and demos
+    /// (a real ledger mints through its own governance).
+    Mint(MintArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +104,22 @@ pub struct CreateUserArgs {
     pub password_stdin: bool,
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    /// The tenant whose wallet is funded (its short name, e.g. acme).
+    #[arg(long)]
+    pub tenant: String,
+    /// How much, in the token's smallest unit: decimal digits only, e.g. 100000.
+    #[arg(long, value_parser = amount, allow_hyphen_values = true)]
+    pub amount: Amount,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+fn amount(value: &str) -> Result<Amount, String> {
+    value.parse().map_err(|err: prom_core::money::AmountError| err.to_string())
 }
 
 #[derive(Debug, Args)]

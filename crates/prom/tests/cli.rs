@@ -1,6 +1,6 @@
 //! The binary as a newcomer uses it: `prom serve` on the embedded default, `prom admin
-//! create-user` while it runs, `prom login`, `prom keys …`, `whoami` with both headers, revoke and
-//! the very next call refused. Then the leak check: no file in the data directory, no log line
+//! create-user` while it runs, `prom login`, `prom admin mint` into the wallet, `prom keys …`,
+//! `whoami` with both headers, revoke and the very next call refused. Then the leak check: no file in the data directory, no log line
 //! and no saved CLI file contains any minted key's secret.
 
 // Tests and benchmarks fail by panicking; the library lints against it do not apply here.
@@ -193,6 +193,47 @@ async fn newcomer_walk_and_no_key_material_leaks() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&session_file).expect("session file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "the saved session must be private");
+    }
+
+    // Fund the tenant's wallet on the embedded ledger while the server runs, and see the balance
+    // through the API. A service to read an allowance of, published with the saved session:
+    let saved: Value = serde_json::from_slice(&std::fs::read(&session_file).expect("session file")).expect("json");
+    let token = saved["token"].as_str().expect("token").to_owned();
+    let published = reqwest::Client::new()
+        .post(format!("{base}/v1/services"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "slug": "weather", "name": "Weather", "upstream": { "url": "http://127.0.0.1:9/mcp" } }))
+        .send()
+        .await
+        .expect("publish a service");
+    assert_eq!(published.status(), 201, "{}", published.text().await.unwrap_or_default());
+    let data = data_dir.to_str().unwrap();
+    for (amount, balance) in [("5000", "5000"), ("250", "5250")] {
+        let minted =
+            ok(&prom(h, &["admin", "mint", "--tenant", "acme", "--amount", amount, "--data-dir", data], None, &[])
+                .await);
+        assert!(minted.contains(&format!("balance is now {balance}")), "{minted}");
+    }
+    let allowance: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/services/weather/allowance"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("read the allowance")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(allowance["wallet_balance"], "5250", "{allowance}");
+    assert_eq!(allowance["approved"], "0");
+    let nobody =
+        prom(h, &["admin", "mint", "--tenant", "nobody", "--amount", "5", "--data-dir", data], None, &[]).await;
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(text(&nobody).contains("no tenant nobody") && text(&nobody).contains("create-user"), "{}", text(&nobody));
+    for bad in ["1.5", "-5", "lots"] {
+        let refused =
+            prom(h, &["admin", "mint", "--tenant", "acme", "--amount", bad, "--data-dir", data], None, &[]).await;
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        assert!(text(&refused).contains("decimal digits"), "{}", text(&refused));
     }
 
     // Mint keys: the human form shows the key once; --json gives it to scripts.

@@ -115,7 +115,7 @@ pub async fn get_allowance(
         (status = 200, body = AllowanceView, description = "Approved; paid calls may use it at once"),
         (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad amount or date, expiry in the past, wallet cannot pay the approval fee"),
         (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin"),
-        (status = 409, body = ErrorBody, description = "CONFLICT: expected_allowance differs from the current allowance"),
+        (status = 409, body = ErrorBody, description = "CONFLICT: expected_allowance differs from the current allowance, or the amount is below what paid calls hold and have not settled yet"),
     ))]
 pub async fn set_allowance(
     State(state): State<AppState>,
@@ -133,6 +133,18 @@ pub async fn set_allowance(
             ApiError::InvalidRequest("expires_at must be an RFC 3339 time like 2026-12-31T23:59:59Z".into())
         })?),
     };
+    // The approval replaces the allowance and the budget's `settled` restarts at zero, so the new
+    // amount must still cover what paid calls have held or captured and not yet settled: the ledger
+    // would refuse to transfer more than the allowance, and the provider would go unpaid.
+    let budget = state.store.budget(&tenant, &service.slug).await?;
+    let committed = budget.held.checked_add(budget.unsettled).unwrap_or(Amount::new(u128::MAX));
+    if request.amount < committed {
+        return Err(ApiError::Conflict(format!(
+            "paid calls have committed {committed} of this allowance that is not settled yet (held {}, \
+             unsettled {}); approve at least {committed}, or lower it once they have settled",
+            budget.held, budget.unsettled,
+        )));
+    }
     let nanos = |at: Timestamp| u64::try_from(at.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
     let approved = state
         .ledger

@@ -24,6 +24,7 @@ use crate::state::AppState;
 const DEFAULT_RANGE_DAYS: u64 = 30;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
     /// Only this key's usage.
@@ -92,8 +93,9 @@ fn given(raw: &Option<String>) -> Option<&str> {
 }
 
 fn time(name: &str, raw: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse_rfc3339(raw)
-        .ok_or_else(|| invalid(format!("{name} must be an RFC 3339 time like 2026-11-01T00:00:00Z")))
+    Timestamp::parse_rfc3339(raw).ok_or_else(|| {
+        invalid(format!("{name} must be an RFC 3339 time like 2026-11-01T00:00:00Z (in a URL, write + as %2B)"))
+    })
 }
 
 impl UsageParams {

@@ -255,6 +255,11 @@ impl Client {
     pub async fn patch(&self, path: &str, cred: Cred<'_>, body: &Value) -> (StatusCode, Value) {
         self.send(self.request(Method::PATCH, path, cred).json(body)).await.pair()
     }
+
+    /// PUTs `body` as JSON.
+    pub async fn put(&self, path: &str, cred: Cred<'_>, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::PUT, path, cred).json(body)).await.pair()
+    }
 }
 
 impl TestResponse {
@@ -334,6 +339,10 @@ impl TestUser {
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.client.patch(path, self.cred(), &body).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.client.put(path, self.cred(), &body).await
     }
 
     /// Publishes `slug` with an HTTP upstream and `prices` through the API; returns its view.

@@ -82,7 +82,9 @@ fn sums(totals: &UsageTotals) -> (u64, u64, u64, Amount) {
 }
 
 fn row<'a>(report: &'a UsageReport, group: &UsageGroup) -> &'a UsageTotals {
-    &report.rows.iter().find(|row| row.group == *group).unwrap_or_else(|| panic!("no row {group:?}")).totals
+    let found = report.rows.iter().find(|row| row.group == *group);
+    assert!(found.is_some(), "no row {group:?} in {report:?}");
+    &found.unwrap().totals
 }
 
 fn key_group(key: &KeyRecord) -> UsageGroup {
@@ -162,7 +164,8 @@ async fn usage_filters_by_key_service_and_half_open_range(store: SqlStore) {
 
     let only_k2 = report(UsageQuery { key_id: Some(k2.id.clone()), ..query(&tenant, UsageGrouping::Tool) }).await;
     assert_eq!(sums(&only_k2.totals), (3, 2, 1, Amount::new(5)));
-    let only_beta = report(UsageQuery { service: Some(service_slug("beta")), ..query(&tenant, UsageGrouping::Key) }).await;
+    let only_beta =
+        report(UsageQuery { service: Some(service_slug("beta")), ..query(&tenant, UsageGrouping::Key) }).await;
     assert_eq!(sums(&only_beta.totals), (2, 2, 0, Amount::new(5)));
     assert_eq!(only_beta.rows.len(), 1);
     let both = UsageQuery {

@@ -1,21 +1,56 @@
-//! `prom admin …`: direct database operations for the machine's operator.
+//! `prom admin …`: direct database operations for the machine's operator: members, and tokens
+//! for the embedded ledger.
 
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
 use prom_core::access::Role;
 use prom_core::audit::AuditContext;
+use prom_core::ledger::Ledger;
+use prom_core::money::Amount;
 use prom_core::store::{ProvisionMember, UserStore};
 use prom_core::user::{Email, Password, PasswordHasherArgon2, TenantSlug};
+use prom_server::billing::tenant_wallet;
 use prom_store::SqlStore;
 
-use crate::cli::{AdminCommand, CreateUserArgs};
+use crate::cli::{AdminCommand, CreateUserArgs, MintArgs};
 use crate::config::Config;
 
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::CreateUser(args) => create_user(args).await,
+        AdminCommand::Mint(args) => mint(args).await,
     }
+}
+
+/// Funds a tenant's wallet on the embedded ledger: how dev deployments and demos get tokens to
+/// approve allowances with. The ledger's mint block is the record of it.
+async fn mint(args: MintArgs) -> anyhow::Result<()> {
+    let slug = TenantSlug::parse(&args.tenant)?;
+    if args.amount == Amount::ZERO {
+        bail!("--amount 0 mints nothing: give the amount in the token's smallest unit, e.g. --amount 100000");
+    }
+    let config = Config::load(&args.storage, |figment| figment)?;
+    let database = config.database()?;
+    let store = SqlStore::open(&database).await.with_context(|| format!("cannot open {}", database.describe()))?;
+    let Some(tenant) = store.find_tenant_by_slug(&slug).await? else {
+        store.close().await;
+        bail!(
+            "there is no tenant {slug} in {}: check the name, or create it with \
+             `prom admin create-user --tenant {slug} --email … --role owner`",
+            database.describe()
+        );
+    };
+    let ledger = embedded_ledger(&store);
+    let wallet = tenant_wallet(&tenant.id);
+    let block = ledger.mint(&wallet, args.amount).await.context("the embedded ledger refused to mint")?;
+    let balance = ledger.balance_of(&wallet).await.context("cannot read the wallet's balance")?;
+    store.close().await;
+    println!(
+        "Minted {} into the wallet of tenant {} (block {block}); its balance is now {balance}",
+        args.amount, tenant.slug
+    );
+    Ok(())
 }
 
 async fn create_user(args: CreateUserArgs) -> anyhow::Result<()> {

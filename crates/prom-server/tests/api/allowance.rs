@@ -1,0 +1,250 @@
+//! `PUT|GET /v1/services/{slug}/allowance` on the embedded ledger: an approval replaces the
+//! allowance (ICRC-2), with compare-and-swap and expiry; paid calls draw on it and show up as
+//! unsettled, then settled; who may change and who may read it; what a bad request is told; and
+//! the `allowance.approve` row each approval writes.
+
+use std::time::Duration;
+
+use prom_core::id::TenantId;
+use prom_core::money::Amount;
+use prom_core::time::Timestamp;
+use prom_server::billing::tenant_wallet;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::gateway::{call, mcp_post, register_priced, spawn_upstream};
+use crate::support::{Cred, TestApp, TestUser, actions, expect_error};
+
+pub(crate) const PRICE: u128 = 100;
+const ALLOWANCE: &str = "/v1/services/paid/allowance";
+
+/// A server whose settler only runs when a test says so (its first round, at start, finds
+/// nothing), so `unsettled` and `settled` hold still while a test looks at them.
+pub(crate) async fn spawn() -> TestApp {
+    TestApp::spawn_with(|c| c.settle_interval_secs = 3600).await
+}
+
+/// Service `paid` of a publisher tenant, its tools `echo` and `broken` at [`PRICE`], and the
+/// consumer tenant `acme`'s owner, whose wallet holds `funds`.
+pub(crate) async fn paid_service(app: &TestApp, funds: u128) -> TestUser {
+    let publisher = app.with_owner("publisher").await;
+    let (url, _) = spawn_upstream().await;
+    register_priced(app, &publisher, "paid", &url, &[("echo", PRICE), ("broken", PRICE)]).await;
+    let owner = app.with_owner("acme").await;
+    fund(app, &owner, funds).await;
+    owner
+}
+
+/// Mints `units` into the user's tenant's wallet on the embedded ledger.
+pub(crate) async fn fund(app: &TestApp, user: &TestUser, units: u128) {
+    let wallet = tenant_wallet(&TenantId::from_trusted(user.tenant_id.clone()));
+    app.state.ledger.mint(&wallet, Amount::new(units)).await.expect("mint into the wallet");
+}
+
+/// `PUT /v1/services/paid/allowance` with `body`, asserting 200; returns the view.
+pub(crate) async fn approve(user: &TestUser, body: Value) -> Value {
+    let (status, view) = user.put(ALLOWANCE, body).await;
+    assert_eq!(status, StatusCode::OK, "approving failed: {view}");
+    view
+}
+
+async fn allowance(user: &TestUser) -> Value {
+    let (status, view) = user.get(ALLOWANCE).await;
+    assert_eq!(status, StatusCode::OK, "reading the allowance failed: {view}");
+    view
+}
+
+/// One `tools/call` of `tool` on `slug` with `key`; returns the JSON-RPC answer.
+pub(crate) async fn tool_call(app: &TestApp, slug: &str, key: &str, id: u64, tool: &str) -> Value {
+    let response = mcp_post(app, slug, Cred::ApiKey(key), &call(id, tool), &[]).await;
+    assert_eq!(response.status(), StatusCode::OK, "a JSON-RPC answer, not an HTTP error");
+    response.json().await.expect("a JSON-RPC answer")
+}
+
+/// The budget's figures: (approved, held, unsettled, settled, available).
+fn figures(view: &Value) -> [&str; 5] {
+    ["approved", "held", "unsettled", "settled", "available"].map(|field| view[field].as_str().unwrap_or("<none>"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_sets_the_budget_that_paid_calls_draw_on() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 10_000).await;
+
+    let view = approve(&owner, json!({ "amount": "1000" })).await;
+    assert_eq!(
+        view,
+        json!({
+            "service": "paid",
+            "approved": "1000", "held": "0", "unsettled": "0", "settled": "0", "available": "1000",
+            "expires_at": null, "ledger_allowance": "1000", "wallet_balance": "10000",
+        })
+    );
+    assert_eq!(allowance(&owner).await, view, "GET shows what PUT answered");
+
+    // Two paid calls: captured, not yet settled. The funds are still in the wallet.
+    let (_, key) = owner.create_key("agent").await;
+    for id in 1..=2 {
+        let answer = tool_call(&app, "paid", &key, id, "echo").await;
+        assert_eq!(answer["result"]["content"][0]["text"], "hi", "{answer}");
+    }
+    let after_calls = allowance(&owner).await;
+    assert_eq!(figures(&after_calls), ["1000", "0", "200", "0", "800"]);
+    assert_eq!((&after_calls["ledger_allowance"], &after_calls["wallet_balance"]), (&json!("1000"), &json!("10000")));
+
+    // A failed call costs nothing.
+    let broken = tool_call(&app, "paid", &key, 3, "broken").await;
+    assert_eq!(broken["result"]["isError"], true, "{broken}");
+    assert_eq!(figures(&allowance(&owner).await), ["1000", "0", "200", "0", "800"]);
+
+    // Settlement moves the money: out of the wallet, out of the ledger allowance.
+    let report = app.state.settler.settle_once().await;
+    assert_eq!(report.settled_amount, Amount::new(2 * PRICE));
+    let settled = allowance(&owner).await;
+    assert_eq!(figures(&settled), ["1000", "0", "0", "200", "800"]);
+    assert_eq!((&settled["ledger_allowance"], &settled["wallet_balance"]), (&json!("800"), &json!("9800")));
+
+    // The approval is in the audit log, by the owner, about the service.
+    let rows = owner.audit("?action=allowance.approve").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["actor"]["id"], owner.user_id.as_str(), "{rows:?}");
+    assert_eq!(rows[0]["target"]["id"], "paid");
+    assert_eq!(rows[0]["details"], json!({ "amount": "1000", "expires_at": null }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_approval_replaces_the_old_one_with_compare_and_swap() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 10_000).await;
+    approve(&owner, json!({ "amount": "1000" })).await;
+    let replaced = approve(&owner, json!({ "amount": "300" })).await;
+    assert_eq!(figures(&replaced), ["300", "0", "0", "0", "300"], "replaced, not added: {replaced}");
+    assert_eq!(replaced["ledger_allowance"], "300");
+
+    let (_, key) = owner.create_key("agent").await;
+    assert!(tool_call(&app, "paid", &key, 1, "echo").await.get("result").is_some());
+    assert_eq!(figures(&allowance(&owner).await), ["300", "0", "100", "0", "200"]);
+
+    // Compare-and-swap against the ledger's current allowance: a stale value is a conflict and
+    // changes nothing; the current one swaps. What is unsettled still counts against the new one.
+    let stale = owner.put(ALLOWANCE, json!({ "amount": "500", "expected_allowance": "1000" })).await;
+    let message = expect_error(&stale, StatusCode::CONFLICT, "CONFLICT");
+    assert!(message.contains("300"), "the message says what the allowance is: {message}");
+    assert_eq!(figures(&allowance(&owner).await), ["300", "0", "100", "0", "200"]);
+    let swapped = approve(&owner, json!({ "amount": "500", "expected_allowance": "300" })).await;
+    assert_eq!(figures(&swapped), ["500", "0", "100", "0", "400"]);
+    assert_eq!(swapped["ledger_allowance"], "500");
+
+    // One audit row per approval that happened; the refused one wrote none.
+    let rows = owner.audit("?action=allowance.approve").await;
+    let amounts: Vec<&Value> = rows.iter().map(|row| &row["details"]["amount"]).collect();
+    assert_eq!(amounts, [&json!("500"), &json!("300"), &json!("1000")], "{rows:?}");
+    assert_eq!(actions(&rows), ["allowance.approve"; 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowance_stops_paying_when_it_expires() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 10_000).await;
+    let past = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": "2020-01-01T00:00:00Z" })).await;
+    let message = expect_error(&past, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    assert!(message.contains("past"), "{message}");
+    let vague = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": "tomorrow" })).await;
+    let message = expect_error(&vague, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    assert!(message.contains("RFC 3339"), "{message}");
+    assert_eq!(figures(&allowance(&owner).await), ["0", "0", "0", "0", "0"], "nothing was approved");
+
+    let expires_at = Timestamp::now().plus_seconds(3);
+    let view = approve(&owner, json!({ "amount": "1000", "expires_at": expires_at.to_string() })).await;
+    assert_eq!(view["expires_at"], expires_at.to_string());
+    assert_eq!(view["available"], "1000");
+    let (_, key) = owner.create_key("agent").await;
+    let paid = tool_call(&app, "paid", &key, 1, "echo").await;
+    assert!(paid.get("result").is_some(), "before the expiry the call is paid: {paid}");
+
+    let wait = expires_at.as_millis() - Timestamp::now().as_millis() + 200;
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+    let refused = tool_call(&app, "paid", &key, 2, "echo").await;
+    assert_eq!(refused["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{refused}");
+    let expired = allowance(&owner).await;
+    assert_eq!(figures(&expired), ["1000", "0", "100", "0", "0"]);
+    assert_eq!(expired["ledger_allowance"], "0", "the ledger's approval has lapsed too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_change_the_allowance_and_members_read_it() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 500).await;
+    let member = app.with_user("acme", "member@acme.example", prom_core::access::Role::Member).await;
+    let admin = app.with_user("acme", "admin@acme.example", prom_core::access::Role::Admin).await;
+
+    // Nothing approved yet: zeros, and the wallet as funded.
+    let untouched = allowance(&member).await;
+    assert_eq!(figures(&untouched), ["0", "0", "0", "0", "0"]);
+    assert_eq!((&untouched["ledger_allowance"], &untouched["wallet_balance"]), (&json!("0"), &json!("500")));
+
+    let refused = member.put(ALLOWANCE, json!({ "amount": "100" })).await;
+    expect_error(&refused, StatusCode::FORBIDDEN, "FORBIDDEN");
+    assert_eq!(approve(&admin, json!({ "amount": "100" })).await["approved"], "100");
+    assert_eq!(allowance(&member).await["approved"], "100", "members may look");
+    assert_eq!(owner.audit("?action=allowance.approve").await.len(), 1);
+
+    // Agent keys do not manage money; unknown services are not found, for reading or writing.
+    let (_, key) = owner.create_key("agent").await;
+    expect_error(&app.client.get(ALLOWANCE, Cred::ApiKey(&key)).await, StatusCode::FORBIDDEN, "FORBIDDEN");
+    expect_error(&app.client.get(ALLOWANCE, Cred::None).await, StatusCode::UNAUTHORIZED, "TOKEN_MISSING");
+    for path in ["/v1/services/nope/allowance", "/v1/services/Not%20A%20Slug/allowance"] {
+        expect_error(&owner.get(path).await, StatusCode::NOT_FOUND, "NOT_FOUND");
+        expect_error(&owner.put(path, json!({ "amount": "1" })).await, StatusCode::NOT_FOUND, "NOT_FOUND");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_amounts_are_refused_with_what_to_send() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 500).await;
+    for body in [
+        json!({ "amount": 100 }),
+        json!({ "amount": "-5" }),
+        json!({ "amount": "1.5" }),
+        json!({ "amount": "" }),
+        json!({ "amount": "340282366920938463463374607431768211456" }),
+        json!({ "amount": "100", "expected_allowance": 0 }),
+        json!({}),
+        json!({ "amount": "100", "budget": "100" }),
+    ] {
+        let message =
+            expect_error(&owner.put(ALLOWANCE, body.clone()).await, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+        let explains = ["decimal digits", "expected a string", "missing field `amount`", "unknown field `budget`"];
+        assert!(explains.iter().any(|hint| message.contains(hint)), "{body}: {message}");
+    }
+    assert_eq!(figures(&allowance(&owner).await), ["0", "0", "0", "0", "0"], "nothing was approved");
+    assert!(owner.audit("?action=allowance.approve").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_must_cover_what_paid_calls_already_committed() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 10_000).await;
+    approve(&owner, json!({ "amount": "1000" })).await;
+    let (_, key) = owner.create_key("agent").await;
+    for id in 1..=2 {
+        assert!(tool_call(&app, "paid", &key, id, "echo").await.get("result").is_some());
+    }
+
+    // 200 is captured and waits for settlement: an allowance below it could never pay it.
+    let below = owner.put(ALLOWANCE, json!({ "amount": "100" })).await;
+    let message = expect_error(&below, StatusCode::CONFLICT, "CONFLICT");
+    assert!(message.contains("200"), "{message}");
+    let unchanged = allowance(&owner).await;
+    assert_eq!(figures(&unchanged), ["1000", "0", "200", "0", "800"]);
+    assert_eq!(unchanged["ledger_allowance"], "1000", "the ledger was not touched");
+    assert_eq!(approve(&owner, json!({ "amount": "200" })).await["available"], "0", "exactly enough is enough");
+
+    // Once settled, the money has moved: any new allowance is fine, and the settlement went through.
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_amount, report.failed_batches), (Amount::new(2 * PRICE), 0));
+    let lowered = approve(&owner, json!({ "amount": "100" })).await;
+    assert_eq!(figures(&lowered), ["100", "0", "0", "0", "100"]);
+    assert_eq!(lowered["wallet_balance"], "9800");
+}
