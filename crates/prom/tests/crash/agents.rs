@@ -11,15 +11,15 @@ const PROTOCOL: &str = "2025-11-25";
 
 /// What one agent saw.
 #[derive(Debug, Default, Clone)]
-struct Tally {
-    key_id: String,
+pub struct Tally {
+    pub key_id: String,
     /// Results read in full: each must have been captured.
-    served: u64,
+    pub served: u64,
     /// The connection broke after the request was sent: maybe captured, never read.
-    in_doubt: u64,
+    pub in_doubt: u64,
     /// Answered without a result (no session after a restart, 5xx, …): never charged.
-    not_served: u64,
-    allowance_exceeded: u64,
+    pub not_served: u64,
+    pub allowance_exceeded: u64,
 }
 
 enum Call {
@@ -30,10 +30,12 @@ enum Call {
 }
 
 /// Shared between the orchestrator and the agents.
-struct Load {
-    base: RwLock<String>,
-    stop: AtomicBool,
-    served: AtomicU64,
+pub struct Load {
+    /// The running server's base URL.
+    pub base: RwLock<String>,
+    pub stop: AtomicBool,
+    /// Calls served so far, over all agents.
+    pub served: AtomicU64,
 }
 
 impl Load {
@@ -121,7 +123,7 @@ async fn call_fortune(client: &reqwest::Client, url: &str, key: &str, session: &
 }
 
 /// One agent: calls `fortune` until told to stop, opening a new session whenever it loses one.
-async fn agent(load: Arc<Load>, key: String, key_id: String) -> Tally {
+pub async fn agent(load: Arc<Load>, key: String, key_id: String) -> Tally {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let mut tally = Tally { key_id, ..Tally::default() };
     let mut session: Option<String> = None;
@@ -156,7 +158,7 @@ async fn agent(load: Arc<Load>, key: String, key_id: String) -> Tally {
 }
 
 /// Waits until at least one more call than `seen` was served (the load runs on the new server).
-async fn wait_for_progress(load: &Load, seen: u64) {
+pub async fn wait_for_progress(load: &Load, seen: u64) {
     tokio::time::timeout(Duration::from_secs(30), async {
         while load.served.load(Ordering::SeqCst) <= seen {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -165,4 +167,3 @@ async fn wait_for_progress(load: &Load, seen: u64) {
     .await
     .expect("no paid call succeeded within 30 s of a restart");
 }
-

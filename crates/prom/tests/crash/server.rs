@@ -134,4 +134,3 @@ pub fn released_at_start(logs: &str) -> u64 {
         .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
 }
-
