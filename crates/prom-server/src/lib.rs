@@ -49,7 +49,7 @@ pub async fn serve(
     let usage = state.usage.clone();
     let gateway = state.gateway.clone();
     let settler = state.settler.clone();
-    settler.spawn(std::time::Duration::from_secs(state.config.settle_interval_secs));
+    let settling = settler.spawn(std::time::Duration::from_secs(state.config.settle_interval_secs));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     // SSE relays many small writes; without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
     // ~40 ms stalls to every streamed response.
@@ -61,7 +61,10 @@ pub async fn serve(
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     gateway.stdio.shutdown();
     usage.flush().await;
-    // Leave nothing captured behind that could be settled now.
+    // Leave nothing captured behind that could be settled now (after the periodic round stops:
+    // two rounds must never overlap).
+    settling.abort();
+    let _ = settling.await;
     settler.settle_once().await;
     result
 }

@@ -42,7 +42,8 @@ impl Settler {
     }
 
     /// Settles every `every`, and once at start (which also repairs batches a crash left pending).
-    pub fn spawn(&self, every: Duration) {
+    /// Abort the returned task before a final [`Settler::settle_once`], so two rounds never overlap.
+    pub fn spawn(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let settler = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -51,7 +52,7 @@ impl Settler {
                 tick.tick().await;
                 settler.settle_once().await;
             }
-        });
+        })
     }
 
     /// One round: pending batches first, then new batches for every budget with captured charges.

@@ -202,24 +202,39 @@ pub(crate) async fn cap_budget(
     let ceiling = current.settled.checked_add(cap).unwrap_or(Amount::new(u128::MAX));
     if current.approved > ceiling {
         with_write!(store, pool => {
-            // Only ever lowers: a concurrent approval that raised it wins.
+            // Under the budget's lock: re-read it, and leave it alone while a batch is pending —
+            // the ledger may already have applied that batch (its allowance is lower) while the
+            // budget's `settled` has not caught up, and capping then would shrink it for good.
             let mut tx = pool.begin().await.map_err(db_err)?;
-            let approved: Option<String> = sqlx::query_scalar(
-                "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 RETURNING approved",
+            let locked: Option<(String, String)> = sqlx::query_as(
+                "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 \
+                 RETURNING approved, settled",
             )
             .bind(tenant.as_str())
             .bind(service.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
-            if approved.as_deref() == Some(current.approved.to_string().as_str()) {
-                sqlx::query("UPDATE budgets SET approved = $1 WHERE tenant_id = $2 AND service = $3")
-                    .bind(ceiling.to_string())
-                    .bind(tenant.as_str())
-                    .bind(service.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM settlements WHERE tenant_id = $1 AND service = $2 AND state = 'pending'",
+            )
+            .bind(tenant.as_str())
+            .bind(service.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let (Some((approved, settled)), 0) = (locked, pending) {
+                let approved: Amount = parse(&approved, "amount")?;
+                let ceiling = parse::<Amount>(&settled, "amount")?.checked_add(cap).unwrap_or(Amount::new(u128::MAX));
+                if approved > ceiling {
+                    sqlx::query("UPDATE budgets SET approved = $1 WHERE tenant_id = $2 AND service = $3")
+                        .bind(ceiling.to_string())
+                        .bind(tenant.as_str())
+                        .bind(service.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
             }
             tx.commit().await.map_err(db_err)?;
         });
