@@ -28,6 +28,14 @@ fn not_found(raw: &str) -> ApiError {
     ApiError::NotFound(format!("no API key with id {shown:?} in this tenant; list keys with GET /v1/keys"))
 }
 
+/// A store error for key `raw`: "not found" says which key and where to look.
+fn store_error(err: prom_core::store::StoreError, raw: &str) -> ApiError {
+    match err {
+        prom_core::store::StoreError::NotFound => not_found(raw),
+        other => other.into(),
+    }
+}
+
 fn invalid(err: impl std::fmt::Display) -> ApiError {
     ApiError::InvalidRequest(err.to_string())
 }
@@ -168,10 +176,7 @@ pub async fn revoke_key(
         .store
         .revoke_key(principal.tenant_id(), &key_id, Timestamp::now(), &principal.audit_context(&meta))
         .await
-        .map_err(|err| match err {
-            prom_core::store::StoreError::NotFound => not_found(&id),
-            other => other.into(),
-        })?;
+        .map_err(|err| store_error(err, &id))?;
     state.verifier.forget_key(&key_id);
     tracing::info!(key_id = %key_id, "API key revoked");
     Ok(Json(KeyView::of(&record)))
@@ -195,10 +200,7 @@ pub async fn delete_key(
         .store
         .delete_key(principal.tenant_id(), &key_id, Timestamp::now(), &principal.audit_context(&meta))
         .await
-        .map_err(|err| match err {
-            prom_core::store::StoreError::NotFound => not_found(&id),
-            other => other.into(),
-        })?;
+        .map_err(|err| store_error(err, &id))?;
     state.verifier.forget_key(&key_id);
     tracing::info!(key_id = %key_id, "API key deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -241,10 +243,7 @@ pub async fn rotate_key(
         .store
         .rotate_key(principal.tenant_id(), &key_id, new, now.plus_seconds(grace), &principal.audit_context(&meta))
         .await
-        .map_err(|err| match err {
-            prom_core::store::StoreError::NotFound => not_found(&id),
-            other => other.into(),
-        })?;
+        .map_err(|err| store_error(err, &id))?;
     state.verifier.forget_key(&key_id);
     state.verifier.forget_unknown(&key);
     tracing::info!(old_key_id = %old.id, new_key_id = %new.id, grace_secs = grace, "API key rotated");
