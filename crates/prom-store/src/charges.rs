@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState};
+use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, NewCharge};
 use prom_core::id::TenantId;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
@@ -73,6 +73,10 @@ macro_rules! lock_budget {
 }
 pub(crate) use lock_budget;
 
+/// Most rows bound in one statement (each row binds at most 8 values: far below both databases'
+/// limits on bound parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
 const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled";
 
 /// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
@@ -131,26 +135,38 @@ impl ChargeStore for SqlStore {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        // A constant number of statements per batch, however many operations it carries: one read
+        // of the charges being resolved, one lock-and-read per budget, one multi-row insert of the
+        // new holds, one update per resolved state, one write per changed budget.
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
 
-            // The charges that captures and releases refer to, and the budgets of everything.
+            // The held charges that captures and releases refer to.
             let mut held: BTreeMap<String, (TenantId, ServiceSlug, Amount)> = BTreeMap::new();
-            for op in ops {
-                if let ChargeOp::Capture(id) | ChargeOp::Release(id) = op {
-                    let row: Option<ChargeRow> = sqlx::query_as(
-                        "SELECT id, tenant_id, service, amount FROM charges WHERE id = $1 AND state = 'held'",
-                    )
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    if let Some(row) = row {
-                        let charge = (TenantId::from_trusted(row.tenant_id), ServiceSlug::from_trusted(row.service), amount(&row.amount)?);
-                        held.insert(row.id, charge);
-                    }
+            let resolving: Vec<&str> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    ChargeOp::Capture(id) | ChargeOp::Release(id) => Some(id.as_str()),
+                    ChargeOp::Reserve(_) => None,
+                })
+                .collect();
+            for chunk in resolving.chunks(ROWS_PER_STATEMENT) {
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT id, tenant_id, service, amount FROM charges WHERE state = 'held' AND id IN (",
+                );
+                let mut ids = select.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                select.push(")");
+                let rows: Vec<ChargeRow> = select.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
+                for row in rows {
+                    let charge = (TenantId::from_trusted(row.tenant_id), ServiceSlug::from_trusted(row.service), amount(&row.amount)?);
+                    held.insert(row.id, charge);
                 }
             }
+
+            // Every budget touched, locked and read in a fixed order (no deadlock between nodes).
             let mut keys: Vec<(TenantId, ServiceSlug)> = ops
                 .iter()
                 .filter_map(|op| match op {
@@ -163,10 +179,11 @@ impl ChargeStore for SqlStore {
             keys.dedup();
             let mut budgets: BTreeMap<(TenantId, ServiceSlug), Budget> = BTreeMap::new();
             for (tenant, service) in keys {
-                // Lock first (PostgreSQL row lock; a no-op on SQLite's single writer), then read.
-                lock_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
+                // The no-op update takes PostgreSQL's row lock (SQLite's single writer already
+                // serialises) and returns the row: lock and read in one round trip.
                 let row: Option<BudgetRow> = sqlx::query_as(&format!(
-                    "SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"
+                    "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 \
+                     RETURNING {BUDGET_COLUMNS}"
                 ))
                 .bind(tenant.as_str())
                 .bind(service.as_str())
@@ -180,7 +197,11 @@ impl ChargeStore for SqlStore {
                 budgets.insert((tenant, service), budget);
             }
 
+            // The operations, in order, in memory.
             let mut results = Vec::with_capacity(ops.len());
+            let mut holds: Vec<&NewCharge> = Vec::new();
+            let mut captured: Vec<&str> = Vec::new();
+            let mut released: Vec<&str> = Vec::new();
             let mut changed: Vec<(TenantId, ServiceSlug)> = Vec::new();
             for op in ops {
                 let result = match op {
@@ -195,52 +216,62 @@ impl ChargeStore for SqlStore {
                             ChargeOpResult::Refused { available }
                         } else {
                             budget.held = add(budget.held, new.amount)?;
-                            sqlx::query(
-                                "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, 'held', $7)",
-                            )
-                            .bind(new.id.as_str())
-                            .bind(new.tenant_id.as_str())
-                            .bind(new.service.as_str())
-                            .bind(new.key_id.as_str())
-                            .bind(&new.tool)
-                            .bind(new.amount.to_string())
-                            .bind(new.at.as_millis())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db_err)?;
+                            holds.push(new);
                             changed.push(key);
                             ChargeOpResult::Held
                         }
                     }
-                    ChargeOp::Capture(id) | ChargeOp::Release(id) => {
-                        let capture = matches!(op, ChargeOp::Capture(_));
-                        match held.remove(id.as_str()) {
-                            None => ChargeOpResult::NotHeld,
-                            Some((tenant, service, charged)) => {
-                                let key = (tenant, service);
-                                let budget = budgets
-                                    .get_mut(&key)
-                                    .ok_or_else(|| StoreError::Corrupt(format!("charge {id} has no budget")))?;
-                                budget.held = sub(budget.held, charged)?;
-                                if capture {
-                                    budget.unsettled = add(budget.unsettled, charged)?;
-                                }
-                                let state = if capture { ChargeState::Captured } else { ChargeState::Released };
-                                sqlx::query("UPDATE charges SET state = $1, resolved_at = $2 WHERE id = $3 AND state = 'held'")
-                                    .bind(state.as_str())
-                                    .bind(at.as_millis())
-                                    .bind(id.as_str())
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(db_err)?;
-                                changed.push(key);
-                                ChargeOpResult::Done
+                    ChargeOp::Capture(id) | ChargeOp::Release(id) => match held.remove(id.as_str()) {
+                        None => ChargeOpResult::NotHeld,
+                        Some((tenant, service, charged)) => {
+                            let key = (tenant, service);
+                            let budget = budgets
+                                .get_mut(&key)
+                                .ok_or_else(|| StoreError::Corrupt(format!("charge {id} has no budget")))?;
+                            budget.held = sub(budget.held, charged)?;
+                            if matches!(op, ChargeOp::Capture(_)) {
+                                budget.unsettled = add(budget.unsettled, charged)?;
+                                captured.push(id.as_str());
+                            } else {
+                                released.push(id.as_str());
                             }
+                            changed.push(key);
+                            ChargeOpResult::Done
                         }
-                    }
+                    },
                 };
                 results.push(result);
+            }
+
+            // Written back in a few statements.
+            for chunk in holds.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at) ",
+                );
+                insert.push_values(chunk, |mut row, new| {
+                    row.push_bind(new.id.as_str())
+                        .push_bind(new.tenant_id.as_str())
+                        .push_bind(new.service.as_str())
+                        .push_bind(new.key_id.as_str())
+                        .push_bind(new.tool.as_str())
+                        .push_bind(new.amount.to_string())
+                        .push_bind(ChargeState::Held.as_str())
+                        .push_bind(new.at.as_millis());
+                });
+                insert.build().execute(&mut *tx).await.map_err(db_err)?;
+            }
+            for (state, ids) in [(ChargeState::Captured, &captured), (ChargeState::Released, &released)] {
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut update = sqlx::QueryBuilder::new("UPDATE charges SET state = ");
+                    update.push_bind(state.as_str()).push(", resolved_at = ").push_bind(at.as_millis());
+                    update.push(" WHERE state = 'held' AND id IN (");
+                    let mut list = update.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    update.push(")");
+                    update.build().execute(&mut *tx).await.map_err(db_err)?;
+                }
             }
             changed.sort();
             changed.dedup();
