@@ -19,7 +19,9 @@
 //! type families. A dev-dependency would be simpler to write, but cargo builds dev-dependencies
 //! for every workspace test run, feature or not, which would put candid and the ledger types in the
 //! default `cargo nextest run --workspace`. `scripts/test` runs
-//! `cargo nextest run -p prom-icp --features icp-conformance` as a separate step. The live test
+//! `cargo nextest run -p prom-icp --features icp-conformance` as a separate step. With `icp` alone,
+//! the conversion tests, the offline `IcLedger` tests and the queries against a fake replica on
+//! loopback run (updates need a real replica's certificates). The live test
 //! runs against a real replica when `PROM_TEST_ICP_URL`, `PROM_TEST_ICP_LEDGER` and
 //! `PROM_TEST_ICP_IDENTITY` are set, and says loudly that it was skipped otherwise.
 
