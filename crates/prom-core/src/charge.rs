@@ -109,6 +109,18 @@ pub enum ChargeOpResult {
     NotHeld,
 }
 
+/// A charge whose hold lived only in the memory of the process that placed it and that has now
+/// been captured or released: written once, in its final state (see [`ChargeStore::record_resolved`]).
+///
+/// [`ChargeStore::record_resolved`]: crate::store::ChargeStore::record_resolved
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedCharge {
+    pub charge: NewCharge,
+    /// `Captured` or `Released`.
+    pub state: ChargeState,
+    pub resolved_at: Timestamp,
+}
+
 /// A batch of captured charges on its way to the ledger. Its id is the transfer's memo and its
 /// `created_at_time` is fixed when the batch is recorded, so every retry is the identical
 /// transaction and the ledger answers `Duplicate` instead of charging twice.

@@ -307,6 +307,21 @@ pub trait ChargeStore: Send + Sync {
     /// Each budget touched is locked for the transaction, so concurrent batches (on any node)
     /// cannot together hold more than was approved.
     async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>>;
+    /// Writes charges resolved in memory (held, then captured or released, by a process that is the
+    /// only one placing holds on these budgets), in one transaction: each budget touched is locked
+    /// and read, what was captured is added to its `unsettled`, its `held` becomes the given
+    /// in-memory total, and the charges are inserted in their final state. Returns the budgets as
+    /// they stand after, so the caller's copy picks up changes made by others (approvals,
+    /// settlements).
+    async fn record_resolved(
+        &self,
+        charges: &[crate::charge::ResolvedCharge],
+        held: &[(TenantId, ServiceSlug, crate::money::Amount)],
+        at: Timestamp,
+    ) -> StoreResult<Vec<Budget>>;
+    /// Whether this store is only ever written by one server process (the embedded database), so
+    /// that process may keep budgets' holds in memory instead of writing each hold.
+    fn single_process(&self) -> bool;
     /// Budgets that have captured charges to settle or approval left to spend (each round
     /// re-checks the latter against the ledger).
     async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>>;

@@ -1,26 +1,51 @@
 //! The charge book's writer: every hold, capture and release of every request goes through one
-//! task that applies whatever has queued up in a single transaction (group commit). Under load many
-//! paid calls share one commit; when idle a call waits for nobody. A caller gets its result only
-//! once the transaction has committed, so a hold is durable before the call is forwarded and a
-//! capture is durable before the result is released to the agent.
+//! task, which applies whatever has queued up together (group commit). A caller gets its result
+//! only once it is safe to act on: a hold before the call is forwarded, a capture only once it is
+//! durable, so a result is never released uncharged.
+//!
+//! Two ways to keep the book, chosen by the store:
+//!
+//! - **In memory** (the embedded database: one server process is the only writer). The task owns
+//!   each budget it has loaded and decides holds against it at once, without a write: a hold that
+//!   dies with the process needs no repair, since its call never got its result. When a call ends,
+//!   its charge is written once, in its final state (captured or released), in a transaction shared
+//!   with every other call that ended meanwhile; the capture's caller waits for that commit. Each
+//!   commit re-reads the budgets it touches, so approvals and settlements made by others are seen.
+//! - **In the database** (PostgreSQL: several nodes share the budgets). Every operation is applied
+//!   by `apply_charges` in one transaction per batch, under each budget's row lock, so nodes
+//!   together never hold more than was approved.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use prom_core::charge::{ChargeOp, ChargeOpResult};
+use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, NewCharge, ResolvedCharge};
+use prom_core::id::{ChargeId, TenantId};
+use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
 use prom_core::store::{Store, StoreError};
 use prom_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most operations in one transaction.
+/// Most commands taken into one batch.
 const MAX_BATCH: usize = 512;
-/// Operations waiting for the writer before new paid calls are refused as unavailable.
+/// Commands waiting for the writer before new paid calls are refused as unavailable.
 const QUEUE: usize = 8192;
 
 type Reply = oneshot::Sender<Result<ChargeOpResult, Arc<StoreError>>>;
+type BudgetReply = oneshot::Sender<Result<Budget, Arc<StoreError>>>;
+
+#[derive(Debug)]
+enum Command {
+    Op(ChargeOp, Reply),
+    /// The budget as the book sees it (with holds in flight).
+    Budget(TenantId, ServiceSlug, BudgetReply),
+    /// Someone else changed the budget's row (an approval, a cap, a settlement): read it again.
+    Refresh(TenantId, ServiceSlug, BudgetReply),
+}
 
 #[derive(Clone, Debug)]
 pub struct ChargeBook {
-    tx: mpsc::Sender<(ChargeOp, Reply)>,
+    tx: mpsc::Sender<Command>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,19 +54,25 @@ pub enum ChargeError {
     Unavailable,
     #[error("the charge book could not be written")]
     Store(#[source] Arc<StoreError>),
+    #[error("the charge was no longer held (released by another process), so it cannot be captured")]
+    NotHeld,
 }
 
 impl ChargeBook {
     pub fn spawn(store: Arc<dyn Store>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+        if store.single_process() {
+            tokio::spawn(MemoryBook { store, budgets: HashMap::new(), holds: HashMap::new() }.run(rx));
+        } else {
+            tokio::spawn(run_in_database(store, rx));
+        }
         Self { tx }
     }
 
-    /// Applies one operation and waits until it is committed.
+    /// Applies one operation and waits until it may be acted on (see the module docs).
     pub async fn apply(&self, op: ChargeOp) -> Result<ChargeOpResult, ChargeError> {
         let (reply, result) = oneshot::channel();
-        self.tx.try_send((op, reply)).map_err(|_| ChargeError::Unavailable)?;
+        self.tx.try_send(Command::Op(op, reply)).map_err(|_| ChargeError::Unavailable)?;
         match result.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(err)) => Err(ChargeError::Store(err)),
@@ -55,39 +86,236 @@ impl ChargeBook {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let (reply, result) = oneshot::channel();
-            if tx.send((op, reply)).await.is_ok() {
+            if tx.send(Command::Op(op, reply)).await.is_ok() {
                 if let Ok(Err(err)) = result.await {
                     tracing::error!(error = %err, "a charge could not be released; it stays held until repaired");
                 }
             }
         });
     }
+
+    /// The budget including the holds of calls in flight.
+    pub async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> Result<Budget, ChargeError> {
+        self.ask(|reply| Command::Budget(tenant.clone(), service.clone(), reply)).await
+    }
+
+    /// Tells the book that a budget's row was changed outside it; returns the budget after.
+    pub async fn refresh(&self, tenant: &TenantId, service: &ServiceSlug) -> Result<Budget, ChargeError> {
+        self.ask(|reply| Command::Refresh(tenant.clone(), service.clone(), reply)).await
+    }
+
+    async fn ask(&self, command: impl FnOnce(BudgetReply) -> Command) -> Result<Budget, ChargeError> {
+        let (reply, result) = oneshot::channel();
+        self.tx.send(command(reply)).await.map_err(|_| ChargeError::Unavailable)?;
+        match result.await {
+            Ok(Ok(budget)) => Ok(budget),
+            Ok(Err(err)) => Err(ChargeError::Store(err)),
+            Err(_) => Err(ChargeError::Unavailable),
+        }
+    }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(ChargeOp, Reply)>) {
-    let mut batch: Vec<(ChargeOp, Reply)> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+/// Takes the first command, then whatever else is already queued.
+async fn next_batch(rx: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) -> bool {
+    let Some(first) = rx.recv().await else { return false };
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
+async fn run_in_database(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while next_batch(&mut rx, &mut batch).await {
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for command in batch.drain(..) {
+            match command {
+                Command::Op(op, reply) => {
+                    ops.push(op);
+                    replies.push(reply);
+                }
+                Command::Budget(tenant, service, reply) | Command::Refresh(tenant, service, reply) => {
+                    let _ = reply.send(store.budget(&tenant, &service).await.map_err(Arc::new));
+                }
             }
         }
-        let ops: Vec<ChargeOp> = batch.iter().map(|(op, _)| op.clone()).collect();
+        if ops.is_empty() {
+            continue;
+        }
         match store.apply_charges(&ops, Timestamp::now()).await {
             Ok(results) => {
-                for ((_, reply), result) in batch.drain(..).zip(results) {
+                for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, ops = ops.len(), "a charge batch failed");
                 let err = Arc::new(err);
-                for (_, reply) in batch.drain(..) {
+                for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
         }
+    }
+}
+
+type BudgetKey = (TenantId, ServiceSlug);
+
+/// The book kept in memory by the only process that writes it.
+struct MemoryBook {
+    store: Arc<dyn Store>,
+    /// Budgets loaded so far; `held` is the sum of the holds below, the rest mirrors the row.
+    budgets: HashMap<BudgetKey, Budget>,
+    holds: HashMap<ChargeId, NewCharge>,
+}
+
+impl MemoryBook {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut resolved: Vec<(ResolvedCharge, Reply)> = Vec::new();
+        while next_batch(&mut rx, &mut batch).await {
+            let now = Timestamp::now();
+            for command in batch.drain(..) {
+                match command {
+                    Command::Op(ChargeOp::Reserve(charge), reply) => {
+                        let _ = reply.send(self.reserve(charge, now).await);
+                    }
+                    Command::Op(ChargeOp::Capture(id), reply) => {
+                        self.end(&id, ChargeState::Captured, reply, now, &mut resolved);
+                    }
+                    Command::Op(ChargeOp::Release(id), reply) => {
+                        self.end(&id, ChargeState::Released, reply, now, &mut resolved);
+                    }
+                    Command::Budget(tenant, service, reply) => {
+                        let _ = reply.send(self.load(&(tenant, service)).await.map(|budget| budget.clone()));
+                    }
+                    Command::Refresh(tenant, service, reply) => {
+                        let _ = reply.send(self.reload(&(tenant, service)).await);
+                    }
+                }
+            }
+            if !resolved.is_empty() {
+                self.commit(&mut resolved).await;
+            }
+        }
+    }
+
+    /// The budget, read from the store the first time. Holds exist only for loaded budgets, so a
+    /// budget read now has none (and none of a previous process is alive).
+    async fn load(&mut self, key: &BudgetKey) -> Result<&mut Budget, Arc<StoreError>> {
+        if !self.budgets.contains_key(key) {
+            let mut budget = self.store.budget(&key.0, &key.1).await.map_err(Arc::new)?;
+            budget.held = Amount::ZERO;
+            self.budgets.insert(key.clone(), budget);
+        }
+        self.budgets.get_mut(key).ok_or_else(|| Arc::new(StoreError::Corrupt("a loaded budget vanished".into())))
+    }
+
+    /// Reads the budget's row again, keeping the holds in memory.
+    async fn reload(&mut self, key: &BudgetKey) -> Result<Budget, Arc<StoreError>> {
+        let mut budget = self.store.budget(&key.0, &key.1).await.map_err(Arc::new)?;
+        budget.held = self.held_of(key);
+        self.budgets.insert(key.clone(), budget.clone());
+        Ok(budget)
+    }
+
+    fn held_of(&self, key: &BudgetKey) -> Amount {
+        self.budgets.get(key).map_or(Amount::ZERO, |budget| budget.held)
+    }
+
+    async fn reserve(&mut self, charge: NewCharge, now: Timestamp) -> Result<ChargeOpResult, Arc<StoreError>> {
+        let key = (charge.tenant_id.clone(), charge.service.clone());
+        let budget = self.load(&key).await?;
+        let available = budget.available(now);
+        if charge.amount > available {
+            return Ok(ChargeOpResult::Refused { available });
+        }
+        budget.held = budget
+            .held
+            .checked_add(charge.amount)
+            .ok_or_else(|| Arc::new(StoreError::Corrupt("a budget's holds overflowed".into())))?;
+        self.holds.insert(charge.id.clone(), charge);
+        Ok(ChargeOpResult::Held)
+    }
+
+    /// Ends a hold in memory: a capture moves it to `unsettled` at once, so what is available
+    /// never counts it twice or not at all.
+    fn resolve(&mut self, id: &ChargeId, state: ChargeState) -> Option<NewCharge> {
+        let charge = self.holds.remove(id)?;
+        if let Some(budget) = self.budgets.get_mut(&(charge.tenant_id.clone(), charge.service.clone())) {
+            budget.held = budget.held.checked_sub(charge.amount).unwrap_or(Amount::ZERO);
+            if state == ChargeState::Captured {
+                budget.unsettled = budget.unsettled.checked_add(charge.amount).unwrap_or(Amount::new(u128::MAX));
+            }
+        }
+        Some(charge)
+    }
+
+    /// A call ended: its charge is written with the batch (or was not held at all).
+    fn end(
+        &mut self,
+        id: &ChargeId,
+        state: ChargeState,
+        reply: Reply,
+        now: Timestamp,
+        resolved: &mut Vec<(ResolvedCharge, Reply)>,
+    ) {
+        match self.resolve(id, state) {
+            Some(charge) => resolved.push((ResolvedCharge { charge, state, resolved_at: now }, reply)),
+            None => {
+                let _ = reply.send(Ok(ChargeOpResult::NotHeld));
+            }
+        }
+    }
+
+    /// Writes the charges that ended in this batch, then answers their callers.
+    async fn commit(&mut self, resolved: &mut Vec<(ResolvedCharge, Reply)>) {
+        let charges: Vec<ResolvedCharge> = resolved.iter().map(|(charge, _)| charge.clone()).collect();
+        let mut keys: Vec<BudgetKey> =
+            charges.iter().map(|c| (c.charge.tenant_id.clone(), c.charge.service.clone())).collect();
+        keys.sort();
+        keys.dedup();
+        let held: Vec<(TenantId, ServiceSlug, Amount)> =
+            keys.iter().map(|key| (key.0.clone(), key.1.clone(), self.held_of(key))).collect();
+        match self.store.record_resolved(&charges, &held, Timestamp::now()).await {
+            Ok(after) => {
+                for mut budget in after {
+                    let key = (budget.tenant_id.clone(), budget.service.clone());
+                    budget.held = self.held_of(&key);
+                    self.budgets.insert(key, budget);
+                }
+                for (_, reply) in resolved.drain(..) {
+                    let _ = reply.send(Ok(ChargeOpResult::Done));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, charges = charges.len(), "ended charges could not be written");
+                // Nothing was written: a capture's result is withheld, so it counts as released.
+                for (ended, _) in resolved.iter() {
+                    if ended.state == ChargeState::Captured {
+                        let key = (ended.charge.tenant_id.clone(), ended.charge.service.clone());
+                        if let Some(budget) = self.budgets.get_mut(&key) {
+                            budget.unsettled =
+                                budget.unsettled.checked_sub(ended.charge.amount).unwrap_or(Amount::ZERO);
+                        }
+                    }
+                }
+                let err = Arc::new(err);
+                for (_, reply) in resolved.drain(..) {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBook").field("budgets", &self.budgets.len()).field("holds", &self.holds.len()).finish()
     }
 }

@@ -19,6 +19,7 @@ use prom_core::store::Store;
 use prom_core::time::Timestamp;
 
 use crate::billing::{PLATFORM_OWNER, platform_spender, tenant_wallet};
+use crate::charging::ChargeBook;
 use crate::directory::ServiceDirectory;
 
 /// What one settlement round did.
@@ -34,11 +35,18 @@ pub struct Settler {
     store: Arc<dyn Store>,
     ledger: Arc<dyn Ledger>,
     services: Arc<ServiceDirectory>,
+    /// Told of every budget row the settler changes, so holds are decided on the current row.
+    book: ChargeBook,
 }
 
 impl Settler {
-    pub fn new(store: Arc<dyn Store>, ledger: Arc<dyn Ledger>, services: Arc<ServiceDirectory>) -> Self {
-        Self { store, ledger, services }
+    pub fn new(
+        store: Arc<dyn Store>,
+        ledger: Arc<dyn Ledger>,
+        services: Arc<ServiceDirectory>,
+        book: ChargeBook,
+    ) -> Self {
+        Self { store, ledger, services, book }
     }
 
     /// Settles every `every`, and once at start (which also repairs batches a crash left pending).
@@ -80,8 +88,14 @@ impl Settler {
             let balance = self.ledger.balance_of(&wallet).await;
             if let (Ok(allowance), Ok(balance)) = (allowance, balance) {
                 let cap = allowance.allowance.min(balance);
-                if let Err(err) = self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
-                    tracing::warn!(error = %err, "cannot cap a budget to the ledger");
+                match self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
+                    Ok(capped) if capped.approved < budget.approved => {
+                        if let Err(err) = self.book.refresh(&budget.tenant_id, &budget.service).await {
+                            tracing::warn!(error = %err, "cannot reload a capped budget");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "cannot cap a budget to the ledger"),
                 }
             }
             let now = Timestamp::now();
@@ -136,6 +150,9 @@ impl Settler {
         };
         match self.store.complete_settlement(settlement, block.0, Timestamp::now()).await {
             Ok(()) => {
+                if let Err(err) = self.book.refresh(&settlement.tenant_id, &settlement.service).await {
+                    tracing::warn!(error = %err, "cannot reload a settled budget");
+                }
                 report.settled_batches += 1;
                 report.settled_amount =
                     report.settled_amount.checked_add(settlement.amount).unwrap_or(report.settled_amount);

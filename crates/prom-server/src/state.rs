@@ -95,7 +95,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(verifier.clone(), usage.clone()));
         let gateway = Arc::new(Gateway::new(&config, metrics)?);
         let charges = ChargeBook::spawn(store.clone());
-        let settler = Settler::new(store.clone(), ledger.clone(), services.clone());
+        let settler = Settler::new(store.clone(), ledger.clone(), services.clone(), charges.clone());
         // Holds left by requests that died with a previous process are given back. With one
         // process (the default) that is every hold placed before this start; with several nodes
         // on one database, only holds older than any request can live.

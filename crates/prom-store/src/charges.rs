@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, NewCharge};
+use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, NewCharge, ResolvedCharge};
 use prom_core::id::TenantId;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
@@ -73,7 +73,7 @@ macro_rules! lock_budget {
 }
 pub(crate) use lock_budget;
 
-/// Most rows bound in one statement (each row binds at most 8 values: far below both databases'
+/// Most rows bound in one statement (each row binds at most 9 values: far below both databases'
 /// limits on bound parameters).
 const ROWS_PER_STATEMENT: usize = 256;
 
@@ -293,6 +293,85 @@ impl ChargeStore for SqlStore {
             tx.commit().await.map_err(db_err)?;
             Ok(results)
         })
+    }
+
+    async fn record_resolved(
+        &self,
+        charges: &[ResolvedCharge],
+        held: &[(TenantId, ServiceSlug, Amount)],
+        at: Timestamp,
+    ) -> StoreResult<Vec<Budget>> {
+        let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
+        for resolved in charges {
+            let key = (resolved.charge.tenant_id.clone(), resolved.charge.service.clone());
+            let total = captured.entry(key).or_insert(Amount::ZERO);
+            if resolved.state == ChargeState::Captured {
+                *total = add(*total, resolved.charge.amount)?;
+            }
+        }
+        for (tenant, service, _) in held {
+            captured.entry((tenant.clone(), service.clone())).or_insert(Amount::ZERO);
+        }
+        with_write!(self, pool => {
+            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut after = Vec::with_capacity(captured.len());
+            // Budgets in a fixed order; the no-op update locks (PostgreSQL) and returns the row.
+            for ((tenant, service), delta) in &captured {
+                let row: Option<BudgetRow> = sqlx::query_as(&format!(
+                    "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 \
+                     RETURNING {BUDGET_COLUMNS}"
+                ))
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let Some(row) = row else {
+                    return Err(StoreError::Corrupt(format!("charges resolved for {tenant}/{service}, which has no budget")));
+                };
+                let mut budget: Budget = row.try_into()?;
+                budget.unsettled = add(budget.unsettled, *delta)?;
+                if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
+                    budget.held = *total;
+                }
+                sqlx::query(
+                    "UPDATE budgets SET held = $1, unsettled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5",
+                )
+                .bind(budget.held.to_string())
+                .bind(budget.unsettled.to_string())
+                .bind(at.as_millis())
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                after.push(budget);
+            }
+            for chunk in charges.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ",
+                );
+                insert.push_values(chunk, |mut row, resolved| {
+                    let charge = &resolved.charge;
+                    row.push_bind(charge.id.as_str())
+                        .push_bind(charge.tenant_id.as_str())
+                        .push_bind(charge.service.as_str())
+                        .push_bind(charge.key_id.as_str())
+                        .push_bind(charge.tool.as_str())
+                        .push_bind(charge.amount.to_string())
+                        .push_bind(resolved.state.as_str())
+                        .push_bind(charge.at.as_millis())
+                        .push_bind(resolved.resolved_at.as_millis());
+                });
+                insert.build().execute(&mut *tx).await.map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(after)
+        })
+    }
+
+    fn single_process(&self) -> bool {
+        matches!(self.backend, crate::Backend::Sqlite { .. })
     }
 
     async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>> {

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use super::ApiJson;
 use crate::auth::{ClientMeta, Principal};
 use crate::billing::{platform_spender, tenant_owner, tenant_wallet};
+use crate::charging::ChargeError;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -70,6 +71,11 @@ fn ledger_unavailable(err: impl std::fmt::Display) -> ApiError {
     ApiError::UpstreamUnavailable("the ledger cannot be reached right now; nothing was changed, retry later".into())
 }
 
+fn book_unavailable(err: ChargeError) -> ApiError {
+    tracing::warn!(error = %err, "the charge book cannot answer");
+    ApiError::Unavailable("allowances cannot be read right now; retry shortly".into())
+}
+
 async fn view(state: &AppState, budget: &Budget) -> Result<AllowanceView, ApiError> {
     let ledger = state.ledger.as_ref();
     let wallet = tenant_wallet(&budget.tenant_id);
@@ -104,7 +110,7 @@ pub async fn get_allowance(
 ) -> Result<Json<AllowanceView>, ApiError> {
     principal.require(Role::Member)?;
     let service = service(&state, &slug).await?;
-    let budget = state.store.budget(principal.tenant_id(), &service.slug).await?;
+    let budget = state.charges.budget(principal.tenant_id(), &service.slug).await.map_err(book_unavailable)?;
     Ok(Json(view(&state, &budget).await?))
 }
 
@@ -136,7 +142,7 @@ pub async fn set_allowance(
     // The approval replaces the allowance and the budget's `settled` restarts at zero, so the new
     // amount must still cover what paid calls have held or captured and not yet settled: the ledger
     // would refuse to transfer more than the allowance, and the provider would go unpaid.
-    let budget = state.store.budget(&tenant, &service.slug).await?;
+    let budget = state.charges.budget(&tenant, &service.slug).await.map_err(book_unavailable)?;
     let committed = budget.held.checked_add(budget.unsettled).unwrap_or(Amount::new(u128::MAX));
     if request.amount < committed {
         return Err(ApiError::Conflict(format!(
@@ -175,7 +181,9 @@ pub async fn set_allowance(
             other => ApiError::UpstreamUnavailable(format!("the ledger refused the approval: {other}")),
         });
     }
-    let budget = state.store.set_approved(&tenant, &service.slug, request.amount, expires_at).await?;
+    state.store.set_approved(&tenant, &service.slug, request.amount, expires_at).await?;
+    // New holds draw on the new approval from now on.
+    let budget = state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)?;
     state
         .store
         .record_audit(NewAuditEvent {

@@ -22,7 +22,7 @@ use prom_core::time::Timestamp;
 use prom_core::usage::UsageEvent;
 use serde_json::Value;
 
-use prom_core::charge::ChargeOp;
+use prom_core::charge::{ChargeOp, ChargeOpResult};
 use prom_core::id::ChargeId;
 
 use super::envelope::{Outcome, response_outcome};
@@ -105,7 +105,14 @@ impl Watch {
         }
         if let Some(charge) = self.charge.take() {
             let op = if outcome == Outcome::Ok { ChargeOp::Capture(charge.id) } else { ChargeOp::Release(charge.id) };
-            if let Err(err) = charge.book.apply(op.clone()).await {
+            let applied = match charge.book.apply(op.clone()).await {
+                // Another process released the hold (it took this one for dead): serving the
+                // result now would serve it uncharged.
+                Ok(ChargeOpResult::NotHeld) if outcome == Outcome::Ok => Err(ChargeError::NotHeld),
+                Ok(_) => Ok(()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = applied {
                 tracing::error!(error = %err, "could not settle a paid call; its hold stays until repaired");
                 if outcome == Outcome::Ok {
                     // The hold is still there: give it back, since the result is withheld.
