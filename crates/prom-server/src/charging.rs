@@ -86,10 +86,10 @@ impl ChargeBook {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let (reply, result) = oneshot::channel();
-            if tx.send(Command::Op(op, reply)).await.is_ok() {
-                if let Ok(Err(err)) = result.await {
-                    tracing::error!(error = %err, "a charge could not be released; it stays held until repaired");
-                }
+            if tx.send(Command::Op(op, reply)).await.is_ok()
+                && let Ok(Err(err)) = result.await
+            {
+                tracing::error!(error = %err, "a charge could not be released; it stays held until repaired");
             }
         });
     }

@@ -26,10 +26,10 @@ impl ServiceDirectory {
 
     /// The live service with this slug, if any.
     pub async fn get(&self, slug: &ServiceSlug) -> StoreResult<Option<Arc<ServiceRecord>>> {
-        if let Some(entry) = self.cache.get(slug) {
-            if entry.1.elapsed() < TTL {
-                return Ok(entry.0.clone());
-            }
+        if let Some(entry) = self.cache.get(slug)
+            && entry.1.elapsed() < TTL
+        {
+            return Ok(entry.0.clone());
         }
         let found = self.store.get_service(slug).await?.map(Arc::new);
         if self.cache.len() > 10_000 {

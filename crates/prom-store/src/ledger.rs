@@ -164,10 +164,10 @@ impl EmbeddedLedger {
         let stored = tx.lock_allowance(from, &args.spender).await?;
         let balance = tx.lock_balance(from).await?;
         let dedup_key = args.dedup_key(caller);
-        if let Some(key) = &dedup_key {
-            if let Some(duplicate_of) = tx.find_block(key).await? {
-                return Ok(Err(ApproveError::Duplicate { duplicate_of }));
-            }
+        if let Some(key) = &dedup_key
+            && let Some(duplicate_of) = tx.find_block(key).await?
+        {
+            return Ok(Err(ApproveError::Duplicate { duplicate_of }));
         }
         if args.expires_at.is_some_and(|at| at <= now) {
             return Ok(Err(ApproveError::Expired { ledger_time: now }));
@@ -248,10 +248,10 @@ impl EmbeddedLedger {
             balances.push((account, tx.lock_balance(account).await?));
         }
         let dedup_key = args.dedup_key(caller);
-        if let Some(key) = &dedup_key {
-            if let Some(duplicate_of) = tx.find_block(key).await? {
-                return Ok(Err(TransferFromError::Duplicate { duplicate_of }));
-            }
+        if let Some(key) = &dedup_key
+            && let Some(duplicate_of) = tx.find_block(key).await?
+        {
+            return Ok(Err(TransferFromError::Duplicate { duplicate_of }));
         }
 
         let debit = args.amount.checked_add(fee);

@@ -206,10 +206,10 @@ impl SqlStore {
 
 /// Maps a database error into the store's error, keeping the cause.
 pub(crate) fn db_err(err: sqlx::Error) -> StoreError {
-    if let Some(db) = err.as_database_error() {
-        if db.is_unique_violation() {
-            return StoreError::Conflict(db.message().to_owned());
-        }
+    if let Some(db) = err.as_database_error()
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(db.message().to_owned());
     }
     StoreError::Backend(Box::new(err))
 }

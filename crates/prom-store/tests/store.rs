@@ -38,6 +38,8 @@ mod support;
 
 #[path = "store/audit.rs"]
 mod audit;
+#[path = "store/charges.rs"]
+mod charges;
 #[path = "store/concurrency.rs"]
 mod concurrency;
 #[path = "store/isolation.rs"]

@@ -168,6 +168,12 @@ async fn newcomer_walk_and_no_key_material_leaks() {
     .await);
     assert!(created.contains("Created user ada@example.com"), "{created}");
 
+    // A second server on the same data is refused: the running one keeps holds in memory.
+    let second =
+        prom(h, &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()], None, &[]).await;
+    assert!(!second.status.success(), "a second server started on the same data");
+    assert!(text(&second).contains("another `prom serve` is already using"), "{}", text(&second));
+
     // A wrong password is refused with the stable code and exit code 2.
     let refused = prom(
         h,

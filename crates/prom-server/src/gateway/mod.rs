@@ -130,12 +130,12 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
     let slug = ServiceSlug::parse(slug).map_err(|_| not_found())?;
     let service = state.services.get(&slug).await?.ok_or_else(not_found)?;
     let session = parts.headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(session) = &session {
-        if !gateway.sessions.allows(slug.as_str(), session, &agent.key_id) {
-            return Err(ApiError::NotFound(
-                "this MCP session does not exist or belongs to another key; start a new session (initialize)".into(),
-            ));
-        }
+    if let Some(session) = &session
+        && !gateway.sessions.allows(slug.as_str(), session, &agent.key_id)
+    {
+        return Err(ApiError::NotFound(
+            "this MCP session does not exist or belongs to another key; start a new session (initialize)".into(),
+        ));
     }
     if let Upstream::Stdio { .. } = &service.upstream {
         return stdio_request(state, &service, &agent, parts.method, &parts.headers, session.as_deref(), body).await;
@@ -355,10 +355,8 @@ async fn post(
     };
     let is_initialize = envelope.method() == Some("initialize");
     let response = forward(state, service, agent, Method::POST, headers, Some(bytes), watch).await?;
-    if is_initialize {
-        if let Some(session) = response.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()) {
-            state.gateway.sessions.bind(service.slug.as_str(), session, &agent.key_id);
-        }
+    if is_initialize && let Some(session) = response.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()) {
+        state.gateway.sessions.bind(service.slug.as_str(), session, &agent.key_id);
     }
     Ok(response)
 }
@@ -446,10 +444,10 @@ async fn forward(
     if status.is_server_error() {
         gateway.metrics.upstream_error(service_name, "status_5xx");
     }
-    if !status.is_success() {
-        if let Some(watch) = &mut watch {
-            let _ = watch.settle(Outcome::UpstreamError).await;
-        }
+    if !status.is_success()
+        && let Some(watch) = &mut watch
+    {
+        let _ = watch.settle(Outcome::UpstreamError).await;
     }
     let mut response = Response::builder().status(status);
     if let Some(out) = response.headers_mut() {

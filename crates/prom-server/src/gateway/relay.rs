@@ -251,14 +251,14 @@ pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
     Body::from_stream(futures_util::stream::unfold(state, |(mut stream, mut watcher)| async move {
         match stream.next().await {
             Some(Ok(chunk)) => {
-                if let Some(active) = &mut watcher {
-                    if let Some(outcome) = active.feed(chunk.clone()) {
-                        // The chunk carries the response: a paid call's charge is captured first.
-                        let settled = active.watch.settle(outcome).await;
-                        watcher = None;
-                        if let Err(err) = settled {
-                            return Some((Err(std::io::Error::other(err)), (stream, None)));
-                        }
+                if let Some(active) = &mut watcher
+                    && let Some(outcome) = active.feed(chunk.clone())
+                {
+                    // The chunk carries the response: a paid call's charge is captured first.
+                    let settled = active.watch.settle(outcome).await;
+                    watcher = None;
+                    if let Err(err) = settled {
+                        return Some((Err(std::io::Error::other(err)), (stream, None)));
                     }
                 }
                 Some((Ok::<Bytes, std::io::Error>(chunk), (stream, watcher)))
@@ -270,10 +270,10 @@ pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
                 Some((Err(std::io::Error::other(err)), (stream, None)))
             }
             None => {
-                if let Some(mut active) = watcher.take() {
-                    if let Some(outcome) = active.close() {
-                        let _ = active.watch.settle(outcome).await;
-                    }
+                if let Some(mut active) = watcher.take()
+                    && let Some(outcome) = active.close()
+                {
+                    let _ = active.watch.settle(outcome).await;
                 }
                 None
             }

@@ -311,42 +311,40 @@ fn route(session: &StdioSession, message: &Value, line: String) {
     let mut routes = lock(&session.routes);
     let is_response =
         message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some());
-    if is_response {
-        if let Some(id) = message.get("id").map(Value::to_string) {
-            if let Some((tx, watch)) = routes.pending.remove(&id) {
-                routes.progress.retain(|_, request| *request != id);
-                match (watch, message.get("id").cloned()) {
-                    (Some(mut watch), Some(request_id)) => {
-                        watch.add_response_bytes(line.len());
-                        let outcome = response_outcome(line.as_bytes(), &request_id).unwrap_or(Outcome::Incomplete);
-                        // A paid call's result is released only once its charge is captured.
-                        tokio::spawn(async move {
-                            match watch.settle(outcome).await {
-                                Ok(()) => drop(tx.send(line)),
-                                Err(_) => {
-                                    let error = json!({"jsonrpc":"2.0","id":request_id,"error":{"code":PROCESS_EXITED,
+    if is_response
+        && let Some(id) = message.get("id").map(Value::to_string)
+        && let Some((tx, watch)) = routes.pending.remove(&id)
+    {
+        routes.progress.retain(|_, request| *request != id);
+        match (watch, message.get("id").cloned()) {
+            (Some(mut watch), Some(request_id)) => {
+                watch.add_response_bytes(line.len());
+                let outcome = response_outcome(line.as_bytes(), &request_id).unwrap_or(Outcome::Incomplete);
+                // A paid call's result is released only once its charge is captured.
+                tokio::spawn(async move {
+                    match watch.settle(outcome).await {
+                        Ok(()) => drop(tx.send(line)),
+                        Err(_) => {
+                            let error = json!({"jsonrpc":"2.0","id":request_id,"error":{"code":PROCESS_EXITED,
                                         "message":"the call could not be charged, so its result is withheld; nothing was charged"}});
-                                    drop(tx.send(error.to_string()));
-                                }
-                            }
-                        });
+                            drop(tx.send(error.to_string()));
+                        }
                     }
-                    _ => drop(tx.send(line)),
-                }
-                return; // dropping `tx` ends the request's SSE stream
+                });
             }
+            _ => drop(tx.send(line)),
         }
+        return; // dropping `tx` ends the request's SSE stream
     }
-    if let Some(token) = message.pointer("/params/progressToken").map(Value::to_string) {
-        if let Some(id) = routes.progress.get(&token).cloned() {
-            if let Some((tx, watch)) = routes.pending.get(&id) {
-                if let Some(watch) = watch {
-                    watch.add_response_bytes(line.len());
-                }
-                let _ = tx.send(line);
-                return;
-            }
+    if let Some(token) = message.pointer("/params/progressToken").map(Value::to_string)
+        && let Some(id) = routes.progress.get(&token).cloned()
+        && let Some((tx, watch)) = routes.pending.get(&id)
+    {
+        if let Some(watch) = watch {
+            watch.add_response_bytes(line.len());
         }
+        let _ = tx.send(line);
+        return;
     }
     if let Some(stream) = &routes.stream {
         if stream.send(line.clone()).is_ok() {

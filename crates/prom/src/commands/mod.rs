@@ -19,10 +19,10 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn run(cli: Cli) -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Worker threads default to one per core; an operator sharing the machine may want fewer.
-    if let Some(threads) = std::env::var("PROM_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
-        if threads > 0 {
-            builder.worker_threads(threads);
-        }
+    if let Some(threads) = std::env::var("PROM_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok())
+        && threads > 0
+    {
+        builder.worker_threads(threads);
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

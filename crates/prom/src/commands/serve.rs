@@ -24,6 +24,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&config.log_format);
 
     let database = config.database()?;
+    // The embedded database has one server: it keeps budgets' holds in memory.
+    let _only_server = match &database {
+        prom_store::Database::Sqlite { path } => Some(lock_exclusively(path)?),
+        prom_store::Database::Postgres { .. } => None,
+    };
     let store = SqlStore::open(&database).await.with_context(|| format!("cannot open {}", database.describe()))?;
     let state =
         AppState::build(Arc::new(store.clone()), super::admin::embedded_ledger(&store), config.server.clone()).await?;
@@ -56,6 +61,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Takes an exclusive lock beside the embedded database for as long as the server runs (the OS
+/// drops it when the process dies, even by SIGKILL), so a second server cannot open the same data.
+fn lock_exclusively(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = database.with_extension("lock");
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `prom serve` is already using {}: stop it first, or give this one its own --data-dir",
+            database.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => Err(err).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 fn init_logging(format: &str) {

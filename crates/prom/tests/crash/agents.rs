@@ -55,10 +55,10 @@ fn answer(body: &str, sse: bool, id: u64) -> Option<Value> {
             data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
         } else if line.is_empty() && !data.is_empty() {
             let event = std::mem::take(&mut data);
-            if let Ok(message) = serde_json::from_str::<Value>(&event) {
-                if message["id"] == id {
-                    return Some(message);
-                }
+            if let Ok(message) = serde_json::from_str::<Value>(&event)
+                && message["id"] == id
+            {
+                return Some(message);
             }
         }
     }

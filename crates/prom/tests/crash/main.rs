@@ -148,7 +148,7 @@ async fn sigkill_during_paid_load_loses_and_duplicates_no_charge() {
         // Half the kills at a random moment of the load, half aimed just after a settlement tick,
         // where a batch may be recorded but not yet sent, or sent but not yet marked done.
         let since_start = server.ready_at.elapsed().as_millis() as u64;
-        let (delay, aim) = if rng.next() % 2 == 0 {
+        let (delay, aim) = if rng.next().is_multiple_of(2) {
             (rng.between(100, 800), "at random")
         } else {
             ((since_start / 1000 + 1) * 1000 - since_start + rng.between(0, 30), "at a settlement tick")

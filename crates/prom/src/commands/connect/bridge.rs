@@ -140,11 +140,10 @@ impl Bridge {
                     None => gateway_open = false,
                 },
                 Some((id, result)) = self.to_gateway.next(), if !self.to_gateway.is_empty() => {
-                    if let Err(error) = result {
-                        if let Some(refusal) = self.delivery_failed(id, error).await {
+                    if let Err(error) = result
+                        && let Some(refusal) = self.delivery_failed(id, error).await {
                             return Ending::KeyRefused(refusal);
                         }
-                    }
                 }
                 Some(written) = self.to_host.next(), if !self.to_host.is_empty() => {
                     if let Err(error) = written {

@@ -1,0 +1,105 @@
+//! The charge book in the database: batches of holds, captures and releases applied in order
+//! against each budget (never past what was approved), and charges resolved in memory written once
+//! in their final state, merged with what others changed in the budget row meanwhile.
+
+use prom_core::charge::{ChargeOp, ChargeOpResult, ChargeState, NewCharge, ResolvedCharge};
+use prom_core::id::{ChargeId, KeyId};
+use prom_core::money::Amount;
+use prom_core::store::ChargeStore;
+use prom_core::time::Timestamp;
+use prom_store::SqlStore;
+
+use crate::support::{hasher, insert_key, owner_of, service_slug, shift};
+
+/// 2^100: amounts this large prove the arithmetic is exact.
+const BIG: u128 = 1 << 100;
+
+fn t0() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-11-27T10:00:00Z").unwrap()
+}
+
+fn hold(tenant: &prom_core::id::TenantId, key: &KeyId, amount: u128) -> NewCharge {
+    NewCharge {
+        id: ChargeId::new(),
+        tenant_id: tenant.clone(),
+        service: service_slug("alpha"),
+        key_id: key.clone(),
+        tool: "search".into(),
+        amount: Amount::new(amount),
+        at: t0(),
+    }
+}
+
+async fn a_batch_holds_in_order_and_never_past_the_approval(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(3 * BIG), None).await.unwrap();
+
+    let (a, b, c) = (hold(&tenant, &key.id, BIG), hold(&tenant, &key.id, 2 * BIG), hold(&tenant, &key.id, 1));
+    let ops = [ChargeOp::Reserve(a.clone()), ChargeOp::Reserve(b.clone()), ChargeOp::Reserve(c.clone())];
+    let results = store.apply_charges(&ops, t0()).await.unwrap();
+    assert_eq!(
+        results,
+        [ChargeOpResult::Held, ChargeOpResult::Held, ChargeOpResult::Refused { available: Amount::ZERO }]
+    );
+
+    // Capture one, release the other, and resolve the first again in the same batch: no effect.
+    let ops = [ChargeOp::Capture(a.id.clone()), ChargeOp::Release(b.id.clone()), ChargeOp::Release(a.id.clone())];
+    let results = store.apply_charges(&ops, shift(t0(), 5)).await.unwrap();
+    assert_eq!(results, [ChargeOpResult::Done, ChargeOpResult::Done, ChargeOpResult::NotHeld]);
+    assert_eq!(store.apply_charges(&[ChargeOp::Capture(c.id)], t0()).await.unwrap(), [ChargeOpResult::NotHeld]);
+    let budget = store.budget(&tenant, &alpha).await.unwrap();
+    assert_eq!((budget.held, budget.unsettled), (Amount::ZERO, Amount::new(BIG)));
+    assert_eq!(budget.available(t0()), Amount::new(2 * BIG));
+}
+
+async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None).await.unwrap();
+
+    let captured = hold(&tenant, &key.id, 2 * BIG);
+    let released = hold(&tenant, &key.id, BIG);
+    let resolved = [
+        ResolvedCharge { charge: captured.clone(), state: ChargeState::Captured, resolved_at: shift(t0(), 7) },
+        ResolvedCharge { charge: released.clone(), state: ChargeState::Released, resolved_at: shift(t0(), 8) },
+    ];
+    // Another call of the same budget is still in flight, holding 3 in memory.
+    let after =
+        store.record_resolved(&resolved, &[(tenant.clone(), alpha.clone(), Amount::new(3))], t0()).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!((after[0].held, after[0].unsettled), (Amount::new(3), Amount::new(2 * BIG)));
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap(), after[0]);
+
+    // The rows are final: neither can be captured or released again, and only the capture settles.
+    let again = [ChargeOp::Release(captured.id.clone()), ChargeOp::Capture(released.id.clone())];
+    assert_eq!(store.apply_charges(&again, t0()).await.unwrap(), [ChargeOpResult::NotHeld, ChargeOpResult::NotHeld]);
+    let batch = store.open_settlement(&tenant, &alpha, 1, t0()).await.unwrap().expect("a batch");
+    assert_eq!(batch.amount, Amount::new(2 * BIG));
+
+    // An approval made meanwhile (settled restarts at zero) is what the next write builds on.
+    store.set_approved(&tenant, &alpha, Amount::new(20 * BIG), None).await.unwrap();
+    let more = hold(&tenant, &key.id, BIG);
+    let resolved = [ResolvedCharge { charge: more, state: ChargeState::Captured, resolved_at: t0() }];
+    let after = store.record_resolved(&resolved, &[], t0()).await.unwrap();
+    assert_eq!(after[0].approved, Amount::new(20 * BIG));
+    assert_eq!(after[0].unsettled, Amount::new(3 * BIG), "added to what the row held, not to a stale copy");
+    assert_eq!(after[0].held, Amount::new(3), "held is only ever set from memory, not by others");
+
+    // Nothing to write for a budget that was never approved.
+    let stray = prom_core::charge::ResolvedCharge {
+        charge: NewCharge { service: service_slug("nowhere"), ..hold(&tenant, &key.id, 1) },
+        state: ChargeState::Captured,
+        resolved_at: t0(),
+    };
+    assert!(store.record_resolved(&[stray], &[], t0()).await.is_err());
+}
+
+store_tests!(
+    a_batch_holds_in_order_and_never_past_the_approval,
+    charges_resolved_in_memory_are_written_once_with_the_budget
+);
