@@ -83,11 +83,18 @@ done = function(summary, latency, requests)
 end
 LUA
 
+# CPU time (clock ticks: user + system) a process has used so far.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run() { # name url session [key]
-  local out
+  local out g0 u0 g1 u1 requests
+  g0=$(ticks "$server"); u0=$(ticks "$upstream_pid")
   out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/echo.lua" -H "mcp-session-id: $3" ${4:+-H "x-api-key: $4"} "$2" | grep RESULT)
-  echo "$1 $out"
+  g1=$(ticks "$server"); u1=$(ticks "$upstream_pid")
+  requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
+  # CPU per request, in microseconds, of the gateway and of the upstream demo server.
+  echo "$1 $out gateway_cpu_us=$(( (g1 - g0) * 1000000 / HZ / requests )) upstream_cpu_us=$(( (u1 - u0) * 1000000 / HZ / requests ))"
 }
+HZ=$(getconf CLK_TCK)
 echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds=$ROUNDS cores=$(nproc) gateway_workers=${PROM_WORKER_THREADS:-default}"
 for round in $(seq 1 "$ROUNDS"); do
   run "direct  round=$round" "$upstream" "$direct_session"
@@ -98,7 +105,9 @@ awk '
   /^direct/  { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } d_rps+=v["rps"]; d50+=v["p50_us"]; d99+=v["p99_us"]; n++ }
   /^gateway/ { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } g_rps+=v["rps"]; g50+=v["p50_us"]; g99+=v["p99_us"]; e+=v["errors"] }
   /^paid/    { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } p_rps+=v["rps"]; p50+=v["p50_us"]; p99+=v["p99_us"]; pe+=v["errors"] }
+  /^gateway/ { gc+=v["gateway_cpu_us"] } /^paid/ { pc+=v["gateway_cpu_us"] } /^direct/ { uc+=v["upstream_cpu_us"] }
   END {
+    printf "CPU per request: upstream (direct) %.0f us, gateway free %.0f us, gateway paid %.0f us\n", uc/n, gc/n, pc/n
     printf "direct:  %.0f req/s  p50 %.0f us  p99 %.0f us\n", d_rps/n, d50/n, d99/n
     printf "gateway: %.0f req/s  p50 %.0f us  p99 %.0f us  (errors %d)\n", g_rps/n, g50/n, g99/n, e
     printf "paid:    %.0f req/s  p50 %.0f us  p99 %.0f us  (errors %d)\n", p_rps/n, p50/n, p99/n, pe

@@ -4,8 +4,8 @@
 //! (<https://github.com/dfinity/ICRC-1>, `standards/ICRC-1` and `standards/ICRC-2`).
 //!
 //! `EmbeddedLedger` (prom-store: tables in the same database) implements [`Ledger`]; it is the
-//! default and the test double of record. An `IcLedger` adapter for a real ICRC-2 canister is to
-//! follow, behind a cargo feature.
+//! default and the test double of record. `IcLedger` (crate `prom-icp`, cargo feature `icp`)
+//! implements it on a real ICRC-2 ledger canister with ic-agent and candid.
 //!
 //! Differences from the candid types, all at the edge of what a canister can express:
 //! - `nat` amounts are [`Amount`] (`u128`). Real ledgers use unbounded `Nat`; the `IcLedger` adapter
