@@ -79,6 +79,40 @@ const ROWS_PER_STATEMENT: usize = 256;
 
 const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled";
 
+/// Locks a budget's row for the rest of the transaction and reads it, in one round trip: the
+/// no-op update takes PostgreSQL's row lock (SQLite's single writer already serialises) and
+/// returns the row (`None` when nothing was ever approved).
+macro_rules! lock_and_read_budget {
+    ($executor:expr, $tenant:expr, $service:expr) => {
+        sqlx::query_as::<_, BudgetRow>(&format!(
+            "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 RETURNING {BUDGET_COLUMNS}"
+        ))
+        .bind($tenant)
+        .bind($service)
+        .fetch_optional($executor)
+        .await
+        .map_err($crate::db_err)
+    };
+}
+
+/// Writes a locked budget's `held` and `unsettled` back.
+macro_rules! write_budget_totals {
+    ($executor:expr, $budget:expr, $at:expr) => {{
+        let budget: &Budget = $budget;
+        sqlx::query(
+            "UPDATE budgets SET held = $1, unsettled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5",
+        )
+        .bind(budget.held.to_string())
+        .bind(budget.unsettled.to_string())
+        .bind($at.as_millis())
+        .bind(budget.tenant_id.as_str())
+        .bind(budget.service.as_str())
+        .execute($executor)
+        .await
+        .map_err($crate::db_err)
+    }};
+}
+
 /// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
 fn add(a: Amount, b: Amount) -> StoreResult<Amount> {
     a.checked_add(b).ok_or_else(|| StoreError::Corrupt("an amount overflowed".into()))
@@ -179,17 +213,7 @@ impl ChargeStore for SqlStore {
             keys.dedup();
             let mut budgets: BTreeMap<(TenantId, ServiceSlug), Budget> = BTreeMap::new();
             for (tenant, service) in keys {
-                // The no-op update takes PostgreSQL's row lock (SQLite's single writer already
-                // serialises) and returns the row: lock and read in one round trip.
-                let row: Option<BudgetRow> = sqlx::query_as(&format!(
-                    "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 \
-                     RETURNING {BUDGET_COLUMNS}"
-                ))
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                let row = lock_and_read_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
                 let budget = match row {
                     Some(row) => row.try_into()?,
                     None => Budget::empty(tenant.clone(), service.clone()),
@@ -277,17 +301,7 @@ impl ChargeStore for SqlStore {
             changed.dedup();
             for key in changed {
                 if let Some(budget) = budgets.get(&key) {
-                    sqlx::query(
-                        "UPDATE budgets SET held = $1, unsettled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5",
-                    )
-                    .bind(budget.held.to_string())
-                    .bind(budget.unsettled.to_string())
-                    .bind(at.as_millis())
-                    .bind(key.0.as_str())
-                    .bind(key.1.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+                    write_budget_totals!(&mut *tx, budget, at)?;
                 }
             }
             tx.commit().await.map_err(db_err)?;
@@ -317,15 +331,7 @@ impl ChargeStore for SqlStore {
             let mut after = Vec::with_capacity(captured.len());
             // Budgets in a fixed order; the no-op update locks (PostgreSQL) and returns the row.
             for ((tenant, service), delta) in &captured {
-                let row: Option<BudgetRow> = sqlx::query_as(&format!(
-                    "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 \
-                     RETURNING {BUDGET_COLUMNS}"
-                ))
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                let row = lock_and_read_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
                 let Some(row) = row else {
                     return Err(StoreError::Corrupt(format!("charges resolved for {tenant}/{service}, which has no budget")));
                 };
@@ -334,17 +340,7 @@ impl ChargeStore for SqlStore {
                 if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
                     budget.held = *total;
                 }
-                sqlx::query(
-                    "UPDATE budgets SET held = $1, unsettled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5",
-                )
-                .bind(budget.held.to_string())
-                .bind(budget.unsettled.to_string())
-                .bind(at.as_millis())
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                write_budget_totals!(&mut *tx, &budget, at)?;
                 after.push(budget);
             }
             for chunk in charges.chunks(ROWS_PER_STATEMENT) {
