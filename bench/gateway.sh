@@ -8,6 +8,14 @@
 #
 #   bench/gateway.sh [duration-seconds] [connections] [rounds]
 #   PROM_WORKER_THREADS=1 bench/gateway.sh …     # the gateway on one tokio worker thread
+#   PROFILE=1 bench/gateway.sh 10 16 1            # also `perf record -g` the gateway in each round
+#                                                   (bench/out/perf-<scenario>-<gateway|paid>.data)
+#   PIN=1 bench/gateway.sh …                      # the upstream on core 1 alone; wrk and gateway on 0
+#   SCENARIOS=stateless bench/gateway.sh …        # only one of the two scenarios
+#
+# Two scenarios: `stateless` (protocol 2026-07-28, every request independent, so the connections
+# run concurrently everywhere) and `session` (protocol 2025-11-25, one MCP session shared by all
+# connections, which the demo server answers one request at a time: a latency-bound pipeline).
 #
 # Needs wrk (Debian: apt-get install wrk) and release builds of prom and demo-mcp. Loopback only.
 set -euo pipefail
@@ -29,9 +37,16 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$TARGET/demo-mcp" --http "127.0.0.1:$UPSTREAM_PORT" 2>"$work/demo.log" &
+# With PIN=1 the upstream gets core 1 to itself and wrk and the gateway share core 0, as when the
+# gateway runs on its own host in front of the MCP server (each then sizes its runtime to one core);
+# without it all three share both cores.
+UPSTREAM_CPU=() GATEWAY_CPU=() WRK=(wrk)
+if [ -n "${PIN:-}" ]; then
+  UPSTREAM_CPU=(taskset -c 1) GATEWAY_CPU=(taskset -c 0) WRK=(taskset -c 0 wrk)
+fi
+"${UPSTREAM_CPU[@]}" "$TARGET/demo-mcp" --http "127.0.0.1:$UPSTREAM_PORT" 2>"$work/demo.log" &
 upstream_pid=$!
-PROM_LOG=warn "$PROM" serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"$work/log" &
+PROM_LOG=warn "${GATEWAY_CPU[@]}" "$PROM" serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"$work/log" &
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
@@ -70,38 +85,67 @@ for target in "$upstream|$direct_session|" "$gateway|$gateway_session|$key" "$pa
     -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
 done
 
-cat >"$work/echo.lua" <<'LUA'
+META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+for scenario in session stateless; do
+  case $scenario in
+    session) meta=; version=2025-11-25 ;;
+    stateless) meta=",$META"; version=2026-07-28 ;;
+  esac
+  cat >"$work/$scenario.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}}}'
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the benchmark"}$meta}}'
 wrk.headers["content-type"] = "application/json"
 wrk.headers["accept"] = "application/json, text/event-stream"
-wrk.headers["mcp-protocol-version"] = "2025-11-25"
+wrk.headers["mcp-protocol-version"] = "$version"
+LUA
+  cat >>"$work/$scenario.lua" <<'LUA'
 done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
   io.write(string.format("RESULT rps=%.1f p50_us=%d p99_us=%d errors=%d requests=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99), errors, summary.requests))
 end
 LUA
+done
+
 
 # CPU time (clock ticks: user + system) a process has used so far.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-run() { # name url session [key]
-  local out g0 u0 g1 u1 requests
+run() { # scenario name url [session] [key]
+  local out g0 u0 g1 u1 requests headers=()
+  if [ "$1" = stateless ]; then
+    headers=(-H 'mcp-method: tools/call' -H 'mcp-name: echo')
+  else
+    headers=(-H "mcp-session-id: $4")
+  fi
   g0=$(ticks "$server"); u0=$(ticks "$upstream_pid")
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/echo.lua" -H "mcp-session-id: $3" ${4:+-H "x-api-key: $4"} "$2" | grep RESULT)
+  local perf_pid=
+  if [ -n "${PROFILE:-}" ] && [ "$2" != "${2#[gp]}" ]; then
+    mkdir -p bench/out
+    perf record -q -g -p "$server" -o "bench/out/perf-$1-${2%% *}.data" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
+  out=$("${WRK[@]}" -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/$1.lua" "${headers[@]}" ${5:+-H "x-api-key: $5"} "$3" | grep RESULT)
   g1=$(ticks "$server"); u1=$(ticks "$upstream_pid")
+  [ -z "$perf_pid" ] || wait "$perf_pid"
   requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
   # CPU per request, in microseconds, of the gateway and of the upstream demo server.
-  echo "$1 $out gateway_cpu_us=$(( (g1 - g0) * 1000000 / HZ / requests )) upstream_cpu_us=$(( (u1 - u0) * 1000000 / HZ / requests ))"
+  echo "$1 $2 $out gateway_cpu_us=$(( (g1 - g0) * 1000000 / HZ / requests )) upstream_cpu_us=$(( (u1 - u0) * 1000000 / HZ / requests ))"
 }
 HZ=$(getconf CLK_TCK)
-echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds=$ROUNDS cores=$(nproc) gateway_workers=${PROM_WORKER_THREADS:-default}"
+echo "# $(date -u +%FT%TZ) duration=${DURATION}s connections=$CONNECTIONS rounds=$ROUNDS cores=$(nproc) gateway_workers=${PROM_WORKER_THREADS:-default} pinned=${PIN:-no}"
 for round in $(seq 1 "$ROUNDS"); do
-  run "direct  round=$round" "$upstream" "$direct_session"
-  run "gateway round=$round" "$gateway" "$gateway_session" "$key"
-  run "paid    round=$round" "$paid" "$paid_session" "$key"
+  for scenario in ${SCENARIOS:-stateless session}; do
+    run "$scenario" "direct  round=$round" "$upstream" "$direct_session"
+    run "$scenario" "gateway round=$round" "$gateway" "$gateway_session" "$key"
+    run "$scenario" "paid    round=$round" "$paid" "$paid_session" "$key"
+  done
 done | tee "$work/results"
-awk '
+for scenario in ${SCENARIOS:-stateless session}; do
+  case $scenario in
+    stateless) echo "== stateless (protocol 2026-07-28): $CONNECTIONS connections, independent requests" ;;
+    session) echo "== one session (protocol 2025-11-25): $CONNECTIONS connections, one MCP session the upstream serves in order" ;;
+  esac
+  grep "^$scenario " "$work/results" | cut -d' ' -f2- | awk '
   /^direct/  { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } d_rps+=v["rps"]; d50+=v["p50_us"]; d99+=v["p99_us"]; n++ }
   /^gateway/ { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } g_rps+=v["rps"]; g50+=v["p50_us"]; g99+=v["p99_us"]; e+=v["errors"] }
   /^paid/    { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } p_rps+=v["rps"]; p50+=v["p50_us"]; p99+=v["p99_us"]; pe+=v["errors"] }
@@ -113,6 +157,7 @@ awk '
     printf "paid:    %.0f req/s  p50 %.0f us  p99 %.0f us  (errors %d)\n", p_rps/n, p50/n, p99/n, pe
     printf "throughput ratio gateway/direct: %.1f%%   added p50: %.0f us   added p99: %.0f us\n", 100*g_rps/d_rps, (g50-d50)/n, (g99-d99)/n
     printf "paid vs free through the gateway: throughput %.1f%%   added p50: %.0f us   added p99: %.0f us\n", 100*p_rps/g_rps, (p50-g50)/n, (p99-g99)/n
-  }' "$work/results"
+  }'
+done
 # Every paid call was charged: the allowance shows what was captured and settled.
 curl -sf "http://127.0.0.1:$PORT/v1/services/demo-paid/allowance" -H "authorization: Bearer $token"; echo
