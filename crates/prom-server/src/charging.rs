@@ -174,33 +174,69 @@ struct MemoryBook {
     holds: HashMap<ChargeId, NewCharge>,
 }
 
+/// The write of one batch of ended charges, in flight while the book goes on deciding holds.
+struct InFlight {
+    write: futures_util::future::BoxFuture<'static, Result<Vec<Budget>, StoreError>>,
+    ended: Vec<(ResolvedCharge, Reply)>,
+}
+
 impl MemoryBook {
+    /// Decides holds at once and writes ended charges in batches, one write at a time: while a
+    /// batch is being written, holds are still decided and the charges that end meanwhile gather
+    /// for the next batch, so a busy book writes bigger batches instead of queueing behind them.
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut resolved: Vec<(ResolvedCharge, Reply)> = Vec::new();
-        while next_batch(&mut rx, &mut batch).await {
-            let now = Timestamp::now();
-            for command in batch.drain(..) {
-                match command {
-                    Command::Op(ChargeOp::Reserve(charge), reply) => {
-                        let _ = reply.send(self.reserve(charge, now).await);
+        // Ended charges not yet being written.
+        let mut ended: Vec<(ResolvedCharge, Reply)> = Vec::new();
+        // Re-reads of budget rows, which wait while a write is in flight: a row read meanwhile
+        // might or might not include the batch.
+        let mut refreshes: Vec<(BudgetKey, BudgetReply)> = Vec::new();
+        let mut in_flight: Option<InFlight> = None;
+        let mut open = true;
+        while open || in_flight.is_some() || !ended.is_empty() {
+            tokio::select! {
+                biased;
+                written = async {
+                    match in_flight.as_mut() {
+                        Some(batch) => (&mut batch.write).await,
+                        None => std::future::pending().await,
                     }
-                    Command::Op(ChargeOp::Capture(id), reply) => {
-                        self.end(&id, ChargeState::Captured, reply, now, &mut resolved);
+                }, if in_flight.is_some() => {
+                    let Some(done) = in_flight.take() else { continue };
+                    self.written(written, done.ended, &ended);
+                    for (key, reply) in refreshes.drain(..) {
+                        let _ = reply.send(self.reload(&key, &ended).await);
                     }
-                    Command::Op(ChargeOp::Release(id), reply) => {
-                        self.end(&id, ChargeState::Released, reply, now, &mut resolved);
-                    }
-                    Command::Budget(tenant, service, reply) => {
-                        let _ = reply.send(self.load(&(tenant, service)).await.map(|budget| budget.clone()));
-                    }
-                    Command::Refresh(tenant, service, reply) => {
-                        let _ = reply.send(self.reload(&(tenant, service)).await);
+                }
+                more = next_batch(&mut rx, &mut batch), if open => {
+                    open = more;
+                    let now = Timestamp::now();
+                    for command in batch.drain(..) {
+                        match command {
+                            Command::Op(ChargeOp::Reserve(charge), reply) => {
+                                let _ = reply.send(self.reserve(charge, now).await);
+                            }
+                            Command::Op(ChargeOp::Capture(id), reply) => {
+                                self.end(&id, ChargeState::Captured, reply, now, &mut ended);
+                            }
+                            Command::Op(ChargeOp::Release(id), reply) => {
+                                self.end(&id, ChargeState::Released, reply, now, &mut ended);
+                            }
+                            Command::Budget(tenant, service, reply) => {
+                                let _ = reply.send(self.load(&(tenant, service)).await.map(|budget| budget.clone()));
+                            }
+                            Command::Refresh(tenant, service, reply) if in_flight.is_some() => {
+                                refreshes.push(((tenant, service), reply));
+                            }
+                            Command::Refresh(tenant, service, reply) => {
+                                let _ = reply.send(self.reload(&(tenant, service), &ended).await);
+                            }
+                        }
                     }
                 }
             }
-            if !resolved.is_empty() {
-                self.commit(&mut resolved).await;
+            if in_flight.is_none() && !ended.is_empty() {
+                in_flight = Some(self.write(std::mem::take(&mut ended)));
             }
         }
     }
@@ -216,10 +252,12 @@ impl MemoryBook {
         self.budgets.get_mut(key).ok_or_else(|| Arc::new(StoreError::Corrupt("a loaded budget vanished".into())))
     }
 
-    /// Reads the budget's row again, keeping the holds in memory.
-    async fn reload(&mut self, key: &BudgetKey) -> Result<Budget, Arc<StoreError>> {
+    /// Reads the budget's row again (never while a batch is being written), keeping the holds in
+    /// memory and adding the captures not yet written.
+    async fn reload(&mut self, key: &BudgetKey, ended: &[(ResolvedCharge, Reply)]) -> Result<Budget, Arc<StoreError>> {
         let mut budget = self.store.budget(&key.0, &key.1).await.map_err(Arc::new)?;
         budget.held = self.held_of(key);
+        budget.unsettled = budget.unsettled.checked_add(captured_of(key, ended)).unwrap_or(Amount::new(u128::MAX));
         self.budgets.insert(key.clone(), budget.clone());
         Ok(budget)
     }
@@ -273,30 +311,45 @@ impl MemoryBook {
         }
     }
 
-    /// Writes the charges that ended in this batch, then answers their callers.
-    async fn commit(&mut self, resolved: &mut Vec<(ResolvedCharge, Reply)>) {
-        let charges: Vec<ResolvedCharge> = resolved.iter().map(|(charge, _)| charge.clone()).collect();
+    /// Starts writing a batch of ended charges.
+    fn write(&self, ended: Vec<(ResolvedCharge, Reply)>) -> InFlight {
+        let charges: Vec<ResolvedCharge> = ended.iter().map(|(charge, _)| charge.clone()).collect();
         let mut keys: Vec<BudgetKey> =
             charges.iter().map(|c| (c.charge.tenant_id.clone(), c.charge.service.clone())).collect();
         keys.sort();
         keys.dedup();
         let held: Vec<(TenantId, ServiceSlug, Amount)> =
             keys.iter().map(|key| (key.0.clone(), key.1.clone(), self.held_of(key))).collect();
-        match self.store.record_resolved(&charges, &held, Timestamp::now()).await {
+        let store = self.store.clone();
+        let write = Box::pin(async move { store.record_resolved(&charges, &held, Timestamp::now()).await });
+        InFlight { write, ended }
+    }
+
+    /// A batch was written (or not): takes the budget rows as written, plus what ended since
+    /// (`pending`), then answers the batch's callers.
+    fn written(
+        &mut self,
+        result: Result<Vec<Budget>, StoreError>,
+        batch: Vec<(ResolvedCharge, Reply)>,
+        pending: &[(ResolvedCharge, Reply)],
+    ) {
+        match result {
             Ok(after) => {
                 for mut budget in after {
                     let key = (budget.tenant_id.clone(), budget.service.clone());
                     budget.held = self.held_of(&key);
+                    budget.unsettled =
+                        budget.unsettled.checked_add(captured_of(&key, pending)).unwrap_or(Amount::new(u128::MAX));
                     self.budgets.insert(key, budget);
                 }
-                for (_, reply) in resolved.drain(..) {
+                for (_, reply) in batch {
                     let _ = reply.send(Ok(ChargeOpResult::Done));
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, charges = charges.len(), "ended charges could not be written");
+                tracing::error!(error = %err, charges = batch.len(), "ended charges could not be written");
                 // Nothing was written: a capture's result is withheld, so it counts as released.
-                for (ended, _) in resolved.iter() {
+                for (ended, _) in &batch {
                     if ended.state == ChargeState::Captured {
                         let key = (ended.charge.tenant_id.clone(), ended.charge.service.clone());
                         if let Some(budget) = self.budgets.get_mut(&key) {
@@ -306,12 +359,20 @@ impl MemoryBook {
                     }
                 }
                 let err = Arc::new(err);
-                for (_, reply) in resolved.drain(..) {
+                for (_, reply) in batch {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
         }
     }
+}
+
+/// What the not-yet-written captures among `ended` add to one budget.
+fn captured_of(key: &BudgetKey, ended: &[(ResolvedCharge, Reply)]) -> Amount {
+    ended
+        .iter()
+        .filter(|(c, _)| c.state == ChargeState::Captured && c.charge.tenant_id == key.0 && c.charge.service == key.1)
+        .fold(Amount::ZERO, |total, (c, _)| total.checked_add(c.charge.amount).unwrap_or(Amount::new(u128::MAX)))
 }
 
 impl std::fmt::Debug for MemoryBook {

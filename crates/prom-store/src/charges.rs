@@ -19,7 +19,7 @@ use prom_core::time::Timestamp;
 
 use crate::{SqlStore, db_err, with_read, with_write};
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct BudgetRow {
     tenant_id: String,
     service: String,
@@ -111,6 +111,114 @@ macro_rules! write_budget_totals {
         .await
         .map_err($crate::db_err)
     }};
+}
+
+/// `record_resolved` on the embedded database, in two round trips to SQLite's worker thread
+/// instead of one per statement (sqlx runs a multi-statement query in one go, binding `?`s in
+/// order): the first takes the write lock and reads the budgets, the second writes them back
+/// with the charges and commits. On any error, or if this future is dropped half-way, the
+/// transaction is rolled back (or its connection closed, never handed on mid-transaction).
+async fn record_resolved_sqlite(
+    pool: &sqlx::SqlitePool,
+    captured: &BTreeMap<(TenantId, ServiceSlug), Amount>,
+    charges: &[ResolvedCharge],
+    held: &[(TenantId, ServiceSlug, Amount)],
+    at: Timestamp,
+) -> StoreResult<Vec<Budget>> {
+    if captured.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = OpenTransaction { conn: pool.acquire().await.map_err(db_err)?, done: false };
+    let result = async {
+        let mut read = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "BEGIN IMMEDIATE; SELECT {BUDGET_COLUMNS} FROM budgets WHERE "
+        ));
+        for (i, (tenant, service)) in captured.keys().enumerate() {
+            read.push(if i == 0 { "(tenant_id = " } else { " OR (tenant_id = " })
+                .push_bind(tenant.as_str())
+                .push(" AND service = ")
+                .push_bind(service.as_str())
+                .push(")");
+        }
+        let rows: Vec<BudgetRow> = read.build_query_as().fetch_all(&mut *conn.conn).await.map_err(db_err)?;
+        let mut after = Vec::with_capacity(captured.len());
+        let mut write = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        for ((tenant, service), delta) in captured {
+            let row = rows.iter().find(|row| row.tenant_id == tenant.as_str() && row.service == service.as_str());
+            let Some(row) = row else {
+                return Err(StoreError::Corrupt(format!(
+                    "charges resolved for {tenant}/{service}, which has no budget"
+                )));
+            };
+            let mut budget: Budget = row.clone().try_into()?;
+            budget.unsettled = add(budget.unsettled, *delta)?;
+            if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
+                budget.held = *total;
+            }
+            write
+                .push("UPDATE budgets SET held = ")
+                .push_bind(budget.held.to_string())
+                .push(", unsettled = ")
+                .push_bind(budget.unsettled.to_string())
+                .push(", updated_at = ")
+                .push_bind(at.as_millis())
+                .push(" WHERE tenant_id = ")
+                .push_bind(budget.tenant_id.as_str().to_owned())
+                .push(" AND service = ")
+                .push_bind(budget.service.as_str().to_owned())
+                .push("; ");
+            after.push(budget);
+        }
+        for chunk in charges.chunks(ROWS_PER_STATEMENT) {
+            write.push(
+                "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ",
+            );
+            write.push_values(chunk, |mut row, resolved| {
+                let charge = &resolved.charge;
+                row.push_bind(charge.id.as_str())
+                    .push_bind(charge.tenant_id.as_str())
+                    .push_bind(charge.service.as_str())
+                    .push_bind(charge.key_id.as_str())
+                    .push_bind(charge.tool.as_str())
+                    .push_bind(charge.amount.to_string())
+                    .push_bind(resolved.state.as_str())
+                    .push_bind(charge.at.as_millis())
+                    .push_bind(resolved.resolved_at.as_millis());
+            });
+            write.push("; ");
+        }
+        write.push("COMMIT");
+        write.build().execute(&mut *conn.conn).await.map_err(db_err)?;
+        Ok(after)
+    }
+    .await;
+    match result {
+        Ok(after) => {
+            conn.done = true;
+            Ok(after)
+        }
+        Err(err) => {
+            if sqlx::query("ROLLBACK").execute(&mut *conn.conn).await.is_ok() {
+                conn.done = true;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The write connection while a transaction begun by hand is open: unless it ended (committed or
+/// rolled back), the connection is closed rather than returned to the pool.
+struct OpenTransaction {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    done: bool,
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
@@ -325,6 +433,9 @@ impl ChargeStore for SqlStore {
         }
         for (tenant, service, _) in held {
             captured.entry((tenant.clone(), service.clone())).or_insert(Amount::ZERO);
+        }
+        if let crate::Backend::Sqlite { write, .. } = &self.backend {
+            return record_resolved_sqlite(write, &captured, charges, held, at).await;
         }
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;

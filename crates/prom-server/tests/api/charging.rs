@@ -169,6 +169,56 @@ async fn concurrent_calls_over_many_keys_never_overspend() {
     assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::new(N * PRICE)), "{after:?}");
 }
 
+/// Approvals made while paid calls are being written: each tells the book to re-read the budget
+/// row, which must neither drop a capture the book has not written yet (and so let more calls
+/// through than approved) nor count one twice (and refuse calls the allowance covers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_during_paid_load_lose_and_double_no_capture() {
+    const CALLS: u128 = 300;
+    const COVERED: u128 = 100;
+    let (app, owner, upstream) = paid_setup(COVERED * PRICE).await;
+    let (_, key) = owner.create_key("agent").await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..CALLS as u64 {
+        let client = app.client.clone();
+        let key = key.clone();
+        calls.spawn(async move {
+            let response = client
+                .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
+                .header("accept", "application/json, text/event-stream")
+                .json(&call(i, "echo"))
+                .send()
+                .await
+                .expect("post");
+            answer(response).await
+        });
+    }
+    // Approve again and again (the same amount) while the calls run.
+    let (mut approvals, mut served, mut refused) = (0, 0, 0);
+    while !calls.is_empty() {
+        approve(&app, &owner, COVERED * PRICE).await;
+        approvals += 1;
+        while let Some(done) = calls.try_join_next() {
+            let answer = done.expect("task");
+            if answer.get("result").is_some() {
+                served += 1;
+            } else {
+                assert_eq!(answer["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{answer}");
+                refused += 1;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(approvals > 1, "approvals ran during the load");
+    assert_eq!((served, refused), (COVERED, CALLS - COVERED));
+    assert_eq!(upstream_calls(&upstream) as u128, COVERED);
+    let book = budget(&app, &owner).await;
+    let stored =
+        app.state.store.budget(&tenant(&owner), &ServiceSlug::parse("paid").expect("slug")).await.expect("budget");
+    assert_eq!((book.held, book.unsettled), (Amount::ZERO, Amount::new(COVERED * PRICE)), "{book:?}");
+    assert_eq!(stored.unsettled, Amount::new(COVERED * PRICE), "the database agrees with the book: {stored:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
     use prom_core::ledger::{AllowanceArgs, ApproveArgs, Memo, TransferFromArgs};

@@ -97,6 +97,25 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
         resolved_at: t0(),
     };
     assert!(store.record_resolved(&[stray], &[], t0()).await.is_err());
+
+    // A batch that fails half-way (a charge id written before) changes nothing, and the next
+    // batch is written normally: the failed transaction was rolled back, not left open.
+    let before = store.budget(&tenant, &alpha).await.unwrap();
+    let fresh = hold(&tenant, &key.id, BIG);
+    let failing = [
+        ResolvedCharge { charge: fresh.clone(), state: ChargeState::Captured, resolved_at: t0() },
+        ResolvedCharge { charge: captured.clone(), state: ChargeState::Captured, resolved_at: t0() },
+    ];
+    assert!(store.record_resolved(&failing, &[], t0()).await.is_err());
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap(), before, "the failed batch left no trace");
+    let retry = [ResolvedCharge { charge: fresh, state: ChargeState::Captured, resolved_at: t0() }];
+    let after = store.record_resolved(&retry, &[], t0()).await.unwrap();
+    assert_eq!(after[0].unsettled, add(before.unsettled, BIG));
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap(), after[0]);
+}
+
+fn add(amount: Amount, more: u128) -> Amount {
+    amount.checked_add(Amount::new(more)).expect("no overflow")
 }
 
 store_tests!(
