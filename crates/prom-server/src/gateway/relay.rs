@@ -4,7 +4,10 @@
 //! JSON responses are watched as they stream (the body is kept, up to a cap, only to read the
 //! envelope at the end). SSE responses are relayed unbuffered; each chunk is also parsed with
 //! `sse-stream`, inline, until the response whose id matches the request is seen. Nothing the
-//! agent receives is altered or delayed by the watching.
+//! agent receives is altered by the watching; the one delay is deliberate and bounded: the chunk that
+//! carries the call's response waits up to [`END_GRACE`] for the upstream's end of stream, which
+//! follows at once from a server that closes the stream after the response as the spec advises,
+//! so the agent's client reads the last event and the end in one write.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -240,6 +243,18 @@ async fn charged_json(mut stream: UpstreamStream, mut watch: Watch) -> Result<By
     Ok(body.freeze())
 }
 
+/// How long the chunk carrying a call's response waits for the upstream's end of stream, which a
+/// server sends right after the response (the spec says it SHOULD close the stream then): the
+/// agent then gets the last event and the end in one write instead of two.
+const END_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What an SSE relay does next: read the upstream, pass on an item already read, or end.
+enum Next {
+    Read(Option<Box<SseWatcher>>),
+    Item(Result<Bytes, reqwest::Error>),
+    End,
+}
+
 /// An SSE body: relayed unbuffered; each chunk is also fed to an SSE parser that looks for the
 /// response, inline (no extra task or channel on the hot path).
 pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
@@ -247,27 +262,39 @@ pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
     let Some(watch) = watch else {
         return Body::from_stream(stream);
     };
-    let state = (stream, Some(SseWatcher::new(watch)));
-    Body::from_stream(futures_util::stream::unfold(state, |(mut stream, mut watcher)| async move {
+    let state = (stream, Next::Read(Some(Box::new(SseWatcher::new(watch)))));
+    Body::from_stream(futures_util::stream::unfold(state, |(mut stream, next)| async move {
+        let mut watcher = match next {
+            Next::Read(watcher) => watcher,
+            Next::Item(item) => return Some((item.map_err(std::io::Error::other), (stream, Next::Read(None)))),
+            Next::End => return None,
+        };
         match stream.next().await {
             Some(Ok(chunk)) => {
                 if let Some(active) = &mut watcher
                     && let Some(outcome) = active.feed(chunk.clone())
                 {
-                    // The chunk carries the response: a paid call's charge is captured first.
-                    let settled = active.watch.settle(outcome).await;
-                    watcher = None;
+                    // The chunk carries the response: a paid call's charge is captured first, and
+                    // meanwhile the end of the stream, due now, is awaited for a moment.
+                    let (settled, after) =
+                        tokio::join!(active.watch.settle(outcome), tokio::time::timeout(END_GRACE, stream.next()));
                     if let Err(err) = settled {
-                        return Some((Err(std::io::Error::other(err)), (stream, None)));
+                        return Some((Err(std::io::Error::other(err)), (stream, Next::End)));
                     }
+                    let next = match after {
+                        Ok(None) => Next::End,
+                        Ok(Some(item)) => Next::Item(item),
+                        Err(_) => Next::Read(None),
+                    };
+                    return Some((Ok(chunk), (stream, next)));
                 }
-                Some((Ok::<Bytes, std::io::Error>(chunk), (stream, watcher)))
+                Some((Ok::<Bytes, std::io::Error>(chunk), (stream, Next::Read(watcher))))
             }
             Some(Err(err)) => {
                 if let Some(mut active) = watcher.take() {
                     let _ = active.watch.settle(Outcome::UpstreamError).await;
                 }
-                Some((Err(std::io::Error::other(err)), (stream, None)))
+                Some((Err(std::io::Error::other(err)), (stream, Next::Read(None))))
             }
             None => {
                 if let Some(mut active) = watcher.take()

@@ -61,6 +61,31 @@ async fn upstream_post(State(up): State<Scripted>, headers: HeaderMap, body: Str
             let stream = async_stream(gate, final_event);
             ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response()
         }
+        (Some("tools/call"), Some("linger")) => {
+            // The response, then (against the spec's advice) the stream stays open: a late
+            // event once the test has read the response, then nothing for 30 s.
+            let response = sse_event("r", &json!({"jsonrpc":"2.0","id":id,"result":{"content":[]}}));
+            let gate = up.first_event_read.clone();
+            let stream = futures_util::stream::unfold(0u8, move |step| {
+                let response = response.clone();
+                let gate = gate.clone();
+                async move {
+                    let chunk = match step {
+                        0 => response,
+                        1 => {
+                            gate.notified().await;
+                            sse_event("late", &progress(9))
+                        }
+                        _ => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return None;
+                        }
+                    };
+                    Some((Ok::<_, std::io::Error>(chunk), step + 1))
+                }
+            });
+            ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response()
+        }
         (Some("tools/call"), Some("hang")) => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::OK.into_response()
@@ -227,6 +252,38 @@ async fn upstream_never_sees_the_agent_key() {
         let all = format!("{headers:?}");
         assert!(!all.contains(&s.key[10..]), "no part of the key's secret reaches the upstream");
     }
+}
+
+/// The gateway waits a moment after the response event for the stream's end (to send both in
+/// one write); a stream that stays open still gets its response, and what follows, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_open_after_its_response_still_delivers_it() {
+    let s = setup().await;
+    let mut response = mcp_post(&s.app, "scripted", Cred::ApiKey(&s.key), &call(7, "linger"), &[]).await;
+    assert_eq!(response.status(), 200);
+    let response_event = sse_event("r", &json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}}));
+    let mut text = String::new();
+    let mut when_response_seen = None;
+    while !text.contains("late") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("events arrive while the stream stays open")
+            .expect("chunk")
+            .expect("the stream is still open");
+        text.push_str(std::str::from_utf8(&chunk).expect("utf8"));
+        if when_response_seen.is_none() && text.contains("\"id\":7") {
+            when_response_seen = Some(text.clone());
+            // Only now does the upstream send its late event: a gateway that held the response
+            // until the stream's next item would wait here forever.
+            s.upstream.first_event_read.notify_one();
+        }
+    }
+    assert_eq!(
+        when_response_seen,
+        Some(response_event.clone()),
+        "the response came alone, not held for the late event"
+    );
+    assert_eq!(text, response_event + &sse_event("late", &progress(9)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
