@@ -211,32 +211,49 @@ impl MemoryBook {
                 more = next_batch(&mut rx, &mut batch), if open => {
                     open = more;
                     let now = Timestamp::now();
+                    let writing = in_flight.is_some();
                     for command in batch.drain(..) {
-                        match command {
-                            Command::Op(ChargeOp::Reserve(charge), reply) => {
-                                let _ = reply.send(self.reserve(charge, now).await);
-                            }
-                            Command::Op(ChargeOp::Capture(id), reply) => {
-                                self.end(&id, ChargeState::Captured, reply, now, &mut ended);
-                            }
-                            Command::Op(ChargeOp::Release(id), reply) => {
-                                self.end(&id, ChargeState::Released, reply, now, &mut ended);
-                            }
-                            Command::Budget(tenant, service, reply) => {
-                                let _ = reply.send(self.load(&(tenant, service)).await.map(|budget| budget.clone()));
-                            }
-                            Command::Refresh(tenant, service, reply) if in_flight.is_some() => {
-                                refreshes.push(((tenant, service), reply));
-                            }
-                            Command::Refresh(tenant, service, reply) => {
-                                let _ = reply.send(self.reload(&(tenant, service), &ended).await);
-                            }
-                        }
+                        self.handle(command, now, writing, &mut ended, &mut refreshes).await;
                     }
                 }
             }
             if in_flight.is_none() && !ended.is_empty() {
+                if !self.holds.is_empty() {
+                    // Other paid calls are running and may end in a moment: let every task that is
+                    // ready run once, and write their ends with this batch (a bigger batch, for the
+                    // price of one turn of the scheduler, not of a timer).
+                    tokio::task::yield_now().await;
+                    let now = Timestamp::now();
+                    while let Ok(command) = rx.try_recv() {
+                        self.handle(command, now, false, &mut ended, &mut refreshes).await;
+                    }
+                }
                 in_flight = Some(self.write(std::mem::take(&mut ended)));
+            }
+        }
+    }
+
+    /// Applies one command, except the writes of ended charges, which gather in `ended`.
+    async fn handle(
+        &mut self,
+        command: Command,
+        now: Timestamp,
+        writing: bool,
+        ended: &mut Vec<(ResolvedCharge, Reply)>,
+        refreshes: &mut Vec<(BudgetKey, BudgetReply)>,
+    ) {
+        match command {
+            Command::Op(ChargeOp::Reserve(charge), reply) => {
+                let _ = reply.send(self.reserve(charge, now).await);
+            }
+            Command::Op(ChargeOp::Capture(id), reply) => self.end(&id, ChargeState::Captured, reply, now, ended),
+            Command::Op(ChargeOp::Release(id), reply) => self.end(&id, ChargeState::Released, reply, now, ended),
+            Command::Budget(tenant, service, reply) => {
+                let _ = reply.send(self.load(&(tenant, service)).await.map(|budget| budget.clone()));
+            }
+            Command::Refresh(tenant, service, reply) if writing => refreshes.push(((tenant, service), reply)),
+            Command::Refresh(tenant, service, reply) => {
+                let _ = reply.send(self.reload(&(tenant, service), ended).await);
             }
         }
     }
