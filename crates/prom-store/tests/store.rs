@@ -40,6 +40,8 @@ mod support;
 mod audit;
 #[path = "store/charges.rs"]
 mod charges;
+#[path = "store/checkpoint.rs"]
+mod checkpoint;
 #[path = "store/concurrency.rs"]
 mod concurrency;
 #[path = "store/isolation.rs"]
