@@ -36,7 +36,8 @@ pub struct ServerConfig {
     pub session_ttl_secs: u64,
     /// Longest grace period a rotated key may keep working (seconds).
     pub max_rotation_grace_secs: u64,
-    /// How often key usage (`last_used_at`) is written out (milliseconds).
+    /// How often key usage (`last_used_at`, usage events, `api_key.use` rows) is written out
+    /// (milliseconds); also sooner, every 500 requests.
     pub usage_flush_ms: u64,
     /// Commands a service may name as its stdio upstream, exactly as registered (`demo-mcp`,
     /// `/opt/mcp/bin/weather`). A stdio upstream is a program the gateway runs on this host, so by
@@ -80,7 +81,7 @@ impl Default for ServerConfig {
             login_per_sec: 0.5,
             session_ttl_secs: 12 * 3600,
             max_rotation_grace_secs: 30 * 24 * 3600,
-            usage_flush_ms: 1000,
+            usage_flush_ms: 250,
             allowed_origins: Vec::new(),
             max_mcp_request_bytes: 4 * 1024 * 1024,
             upstream_timeout_secs: 60,
