@@ -19,6 +19,10 @@ use prom_core::store::Store;
 use prom_core::time::Timestamp;
 
 use crate::billing::{PLATFORM_OWNER, platform_spender, tenant_wallet};
+
+/// Most batches one budget settles per round (batches are bounded by the store, at 1,000 charges):
+/// a round ends even for a budget whose calls are captured faster than they settle.
+const MAX_BATCHES_PER_BUDGET_AND_ROUND: usize = 100;
 use crate::charging::ChargeBook;
 use crate::directory::ServiceDirectory;
 
@@ -98,29 +102,41 @@ impl Settler {
                     Err(err) => tracing::warn!(error = %err, "cannot cap a budget to the ledger"),
                 }
             }
-            let now = Timestamp::now();
-            let created_at_time = u64::try_from(now.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
-            match self.store.open_settlement(&budget.tenant_id, &budget.service, created_at_time, now).await {
-                Ok(Some(settlement)) => self.submit(&settlement, &mut report).await,
-                Ok(None) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot record a settlement batch"),
+            // Batches are bounded (the store's limit per batch): open them until none is left, or
+            // one fails (it stays pending for the next round), or this round has done enough.
+            for _ in 0..MAX_BATCHES_PER_BUDGET_AND_ROUND {
+                let now = Timestamp::now();
+                let created_at_time = u64::try_from(now.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
+                match self.store.open_settlement(&budget.tenant_id, &budget.service, created_at_time, now).await {
+                    Ok(Some(settlement)) => {
+                        if !self.submit(&settlement, &mut report).await {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot record a settlement batch");
+                        break;
+                    }
+                }
             }
         }
         report
     }
 
-    async fn submit(&self, settlement: &Settlement, report: &mut SettleReport) {
+    /// Settles one batch on the ledger and records it; false when it stays pending.
+    async fn submit(&self, settlement: &Settlement, report: &mut SettleReport) -> bool {
         let provider = match self.services.get(&settlement.service).await {
             Ok(Some(service)) => service.tenant_id.clone(),
             Ok(None) => {
                 tracing::warn!(service = %settlement.service, "cannot settle: the service is gone");
                 report.failed_batches += 1;
-                return;
+                return false;
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot settle: service lookup failed");
                 report.failed_batches += 1;
-                return;
+                return false;
             }
         };
         // The settlement id (a UUID) without dashes is 32 ASCII bytes: exactly a memo's limit.
@@ -140,12 +156,12 @@ impl Settler {
             Ok(Err(refusal)) => {
                 tracing::warn!(settlement = %settlement.id, error = %refusal, "the ledger refused a settlement; will retry");
                 report.failed_batches += 1;
-                return;
+                return false;
             }
             Err(err) => {
                 tracing::warn!(settlement = %settlement.id, error = %err, "the ledger is unreachable; will retry");
                 report.failed_batches += 1;
-                return;
+                return false;
             }
         };
         match self.store.complete_settlement(settlement, block.0, Timestamp::now()).await {
@@ -157,10 +173,12 @@ impl Settler {
                 report.settled_amount =
                     report.settled_amount.checked_add(settlement.amount).unwrap_or(report.settled_amount);
                 tracing::info!(settlement = %settlement.id, amount = %settlement.amount, block = block.0, "settled");
+                true
             }
             // The ledger has it; the next round re-submits, gets Duplicate, and records it.
             Err(err) => {
-                tracing::warn!(settlement = %settlement.id, error = %err, "settled on the ledger but not recorded yet")
+                tracing::warn!(settlement = %settlement.id, error = %err, "settled on the ledger but not recorded yet");
+                false
             }
         }
     }

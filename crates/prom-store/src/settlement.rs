@@ -57,6 +57,11 @@ pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budge
     Ok(budgets)
 }
 
+/// Most charges in one settlement batch. Opening and completing a batch writes each of its charges,
+/// under the budget's lock (and, on the embedded database, the only write connection, which paid
+/// calls wait for): bounded batches keep that short. The settler opens batches until none is left.
+const MAX_CHARGES_PER_SETTLEMENT: usize = 1_000;
+
 pub(crate) async fn open_settlement(
     store: &SqlStore,
     tenant: &TenantId,
@@ -80,16 +85,18 @@ pub(crate) async fn open_settlement(
             tx.commit().await.map_err(db_err)?;
             return Ok(Some(row.try_into()?));
         }
-        let amounts: Vec<String> = sqlx::query_scalar(
-            "SELECT amount FROM charges WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL",
+        let charges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, amount FROM charges \
+             WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL LIMIT $3",
         )
         .bind(tenant.as_str())
         .bind(service.as_str())
+        .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
         let mut total = Amount::ZERO;
-        for raw in &amounts {
+        for (_, raw) in &charges {
             total = total
                 .checked_add(parse(raw, "amount")?)
                 .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
@@ -118,16 +125,14 @@ pub(crate) async fn open_settlement(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        sqlx::query(
-            "UPDATE charges SET settlement_id = $1 \
-             WHERE tenant_id = $2 AND service = $3 AND state = 'captured' AND settlement_id IS NULL",
-        )
-        .bind(settlement.id.as_str())
-        .bind(tenant.as_str())
-        .bind(service.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let mut update = sqlx::QueryBuilder::new("UPDATE charges SET settlement_id = ");
+        update.push_bind(settlement.id.as_str()).push(" WHERE id IN (");
+        let mut ids = update.separated(", ");
+        for (id, _) in &charges {
+            ids.push_bind(id.as_str());
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(settlement))
     })

@@ -219,6 +219,58 @@ async fn approvals_during_paid_load_lose_and_double_no_capture() {
     assert_eq!(stored.unsettled, Amount::new(COVERED * PRICE), "the database agrees with the book: {stored:?}");
 }
 
+/// A backlog bigger than one settlement batch (1,000 charges) settles in one round, as several
+/// bounded batches, each moved on the ledger once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_settles_in_one_round_as_bounded_batches() {
+    use prom_core::charge::{ChargeState, NewCharge, ResolvedCharge};
+    use prom_server::billing::tenant_wallet;
+
+    let app = TestApp::spawn().await;
+    let provider = app.with_owner("provider").await;
+    let (url, _upstream) = spawn_upstream().await;
+    register_priced(&app, &provider, "paid", &url, &[("echo", 1)]).await;
+    let consumer = app.with_owner("consumer").await;
+    let wallet = tenant_wallet(&tenant(&consumer));
+    app.state.ledger.mint(&wallet, Amount::new(10_000)).await.expect("mint");
+    let approved = app
+        .client
+        .request(reqwest::Method::PUT, "/v1/services/paid/allowance", Cred::Bearer(&consumer.token))
+        .json(&serde_json::json!({"amount": "5000"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(approved.status(), 200);
+    let (key_id, _) = consumer.create_key("agent").await;
+    // 2,500 captured calls of 1, written as the charge book writes them.
+    let slug = ServiceSlug::parse("paid").expect("slug");
+    let now = prom_core::time::Timestamp::now();
+    let charges: Vec<ResolvedCharge> = (0..2_500)
+        .map(|_| ResolvedCharge {
+            charge: NewCharge {
+                id: prom_core::id::ChargeId::new(),
+                tenant_id: tenant(&consumer),
+                service: slug.clone(),
+                key_id: prom_core::id::KeyId::from_trusted(key_id.clone()),
+                tool: "echo".into(),
+                amount: Amount::new(1),
+                at: now,
+            },
+            state: ChargeState::Captured,
+            resolved_at: now,
+        })
+        .collect();
+    app.state.store.record_resolved(&charges, &[], now).await.expect("charges");
+    app.state.charges.refresh(&tenant(&consumer), &slug).await.expect("refresh");
+
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.settled_amount), (3, Amount::new(2_500)));
+    assert_eq!(app.state.ledger.balance_of(&wallet).await.expect("balance"), Amount::new(10_000 - 2_500));
+    let budget = app.state.store.budget(&tenant(&consumer), &slug).await.expect("budget");
+    assert_eq!((budget.unsettled, budget.settled), (Amount::ZERO, Amount::new(2_500)));
+    assert_eq!(app.state.settler.settle_once().await.settled_batches, 0, "nothing is settled twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
     use prom_core::ledger::{AllowanceArgs, ApproveArgs, Memo, TransferFromArgs};

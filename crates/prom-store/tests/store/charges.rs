@@ -118,7 +118,40 @@ fn add(amount: Amount, more: u128) -> Amount {
     amount.checked_add(Amount::new(more)).expect("no overflow")
 }
 
+/// Settlement batches are bounded (1,000 charges), so a big backlog settles as several batches,
+/// each opened after the last completed, covering every captured charge exactly once.
+async fn a_backlog_settles_in_bounded_batches_covering_each_charge_once(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None).await.unwrap();
+    // 2,500 captured charges: 2,499 of 1 and one of 2^100.
+    let mut resolved: Vec<ResolvedCharge> = (0..2_499)
+        .map(|_| ResolvedCharge { charge: hold(&tenant, &key.id, 1), state: ChargeState::Captured, resolved_at: t0() })
+        .collect();
+    resolved.push(ResolvedCharge {
+        charge: hold(&tenant, &key.id, BIG),
+        state: ChargeState::Captured,
+        resolved_at: t0(),
+    });
+    store.record_resolved(&resolved, &[], t0()).await.unwrap();
+
+    let mut batches = Vec::new();
+    while let Some(batch) = store.open_settlement(&tenant, &alpha, 1 + batches.len() as u64, t0()).await.unwrap() {
+        store.complete_settlement(&batch, batches.len() as u64, t0()).await.unwrap();
+        batches.push(batch.amount);
+        assert!(batches.len() <= 3, "more batches than 2,500 charges need: {batches:?}");
+    }
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    let total = batches.iter().fold(Amount::ZERO, |sum, amount| sum.checked_add(*amount).unwrap());
+    assert_eq!(total, Amount::new(BIG + 2_499), "every charge settled, none twice");
+    let budget = store.budget(&tenant, &alpha).await.unwrap();
+    assert_eq!((budget.unsettled, budget.settled), (Amount::ZERO, Amount::new(BIG + 2_499)));
+}
+
 store_tests!(
     a_batch_holds_in_order_and_never_past_the_approval,
-    charges_resolved_in_memory_are_written_once_with_the_budget
+    charges_resolved_in_memory_are_written_once_with_the_budget,
+    a_backlog_settles_in_bounded_batches_covering_each_charge_once
 );
