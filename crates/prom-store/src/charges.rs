@@ -113,6 +113,27 @@ macro_rules! write_budget_totals {
     }};
 }
 
+/// Appends a multi-row insert of charges in their final state to a query builder (of either
+/// database).
+macro_rules! push_resolved_insert {
+    ($builder:expr, $chunk:expr) => {
+        $builder
+            .push("INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ")
+            .push_values($chunk, |mut row, resolved: &ResolvedCharge| {
+                let charge = &resolved.charge;
+                row.push_bind(charge.id.as_str())
+                    .push_bind(charge.tenant_id.as_str())
+                    .push_bind(charge.service.as_str())
+                    .push_bind(charge.key_id.as_str())
+                    .push_bind(charge.tool.as_str())
+                    .push_bind(charge.amount.to_string())
+                    .push_bind(resolved.state.as_str())
+                    .push_bind(charge.at.as_millis())
+                    .push_bind(resolved.resolved_at.as_millis());
+            })
+    };
+}
+
 /// `record_resolved` on the embedded database, in two round trips to SQLite's worker thread
 /// instead of one per statement (sqlx runs a multi-statement query in one go, binding `?`s in
 /// order): the first takes the write lock and reads the budgets, the second writes them back
@@ -170,21 +191,7 @@ async fn record_resolved_sqlite(
             after.push(budget);
         }
         for chunk in charges.chunks(ROWS_PER_STATEMENT) {
-            write.push(
-                "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ",
-            );
-            write.push_values(chunk, |mut row, resolved| {
-                let charge = &resolved.charge;
-                row.push_bind(charge.id.as_str())
-                    .push_bind(charge.tenant_id.as_str())
-                    .push_bind(charge.service.as_str())
-                    .push_bind(charge.key_id.as_str())
-                    .push_bind(charge.tool.as_str())
-                    .push_bind(charge.amount.to_string())
-                    .push_bind(resolved.state.as_str())
-                    .push_bind(charge.at.as_millis())
-                    .push_bind(resolved.resolved_at.as_millis());
-            });
+            push_resolved_insert!(write, chunk);
             write.push("; ");
         }
         write.push("COMMIT");
@@ -455,21 +462,8 @@ impl ChargeStore for SqlStore {
                 after.push(budget);
             }
             for chunk in charges.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ",
-                );
-                insert.push_values(chunk, |mut row, resolved| {
-                    let charge = &resolved.charge;
-                    row.push_bind(charge.id.as_str())
-                        .push_bind(charge.tenant_id.as_str())
-                        .push_bind(charge.service.as_str())
-                        .push_bind(charge.key_id.as_str())
-                        .push_bind(charge.tool.as_str())
-                        .push_bind(charge.amount.to_string())
-                        .push_bind(resolved.state.as_str())
-                        .push_bind(charge.at.as_millis())
-                        .push_bind(resolved.resolved_at.as_millis());
-                });
+                let mut insert = sqlx::QueryBuilder::new("");
+                push_resolved_insert!(insert, chunk);
                 insert.build().execute(&mut *tx).await.map_err(db_err)?;
             }
             tx.commit().await.map_err(db_err)?;

@@ -64,6 +64,26 @@ async fn answer(response: reqwest::Response) -> Value {
         .expect("a response event")
 }
 
+/// `calls` concurrent paid `echo` calls, spread over `keys` in turn; each task yields the answer.
+fn spawn_paid_calls(app: &TestApp, keys: &[String], calls: u64) -> tokio::task::JoinSet<Value> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..calls {
+        let client = app.client.clone();
+        let key = keys[(i % keys.len() as u64) as usize].clone();
+        set.spawn(async move {
+            let response = client
+                .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
+                .header("accept", "application/json, text/event-stream")
+                .json(&call(i, "echo"))
+                .send()
+                .await
+                .expect("post");
+            answer(response).await
+        });
+    }
+    set
+}
+
 fn upstream_calls(upstream: &crate::gateway::Scripted) -> usize {
     upstream.seen.lock().expect("lock").len()
 }
@@ -138,21 +158,7 @@ async fn concurrent_calls_over_many_keys_never_overspend() {
     for key in &keys {
         assert_eq!(app.whoami(key).await.0, reqwest::StatusCode::OK);
     }
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..(20 * N as u64) {
-        let client = app.client.clone();
-        let key = keys[(i % 5) as usize].clone();
-        calls.spawn(async move {
-            let response = client
-                .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
-                .header("accept", "application/json, text/event-stream")
-                .json(&call(i, "echo"))
-                .send()
-                .await
-                .expect("post");
-            answer(response).await
-        });
-    }
+    let mut calls = spawn_paid_calls(&app, &keys, 20 * N as u64);
     let (mut served, mut refused) = (0, 0);
     while let Some(result) = calls.join_next().await {
         let answer = result.expect("task");
@@ -178,21 +184,7 @@ async fn approvals_during_paid_load_lose_and_double_no_capture() {
     const COVERED: u128 = 100;
     let (app, owner, upstream) = paid_setup(COVERED * PRICE).await;
     let (_, key) = owner.create_key("agent").await;
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..CALLS as u64 {
-        let client = app.client.clone();
-        let key = key.clone();
-        calls.spawn(async move {
-            let response = client
-                .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
-                .header("accept", "application/json, text/event-stream")
-                .json(&call(i, "echo"))
-                .send()
-                .await
-                .expect("post");
-            answer(response).await
-        });
-    }
+    let mut calls = spawn_paid_calls(&app, std::slice::from_ref(&key), CALLS as u64);
     // Approve again and again (the same amount) while the calls run.
     let (mut approvals, mut served, mut refused) = (0, 0, 0);
     while !calls.is_empty() {
