@@ -19,12 +19,12 @@ use prom_core::store::Store;
 use prom_core::time::Timestamp;
 
 use crate::billing::{PLATFORM_OWNER, platform_spender, tenant_wallet};
+use crate::charging::ChargeBook;
+use crate::directory::ServiceDirectory;
 
 /// Most batches one budget settles per round (batches are bounded by the store, at 1,000 charges):
 /// a round ends even for a budget whose calls are captured faster than they settle.
 const MAX_BATCHES_PER_BUDGET_AND_ROUND: usize = 100;
-use crate::charging::ChargeBook;
-use crate::directory::ServiceDirectory;
 
 /// What one settlement round did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use prom_core::time::Timestamp;
 
 use crate::{SqlStore, db_err, with_read, with_write};
 
-#[derive(Clone, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 struct BudgetRow {
     tenant_id: String,
     service: String,
@@ -161,21 +161,16 @@ async fn record_resolved_sqlite(
                 .push_bind(service.as_str())
                 .push(")");
         }
-        let rows: Vec<BudgetRow> = read.build_query_as().fetch_all(&mut *conn.conn).await.map_err(db_err)?;
+        let mut rows: Vec<BudgetRow> = read.build_query_as().fetch_all(&mut *conn.conn).await.map_err(db_err)?;
         let mut after = Vec::with_capacity(captured.len());
         let mut write = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
-        for ((tenant, service), delta) in captured {
-            let row = rows.iter().find(|row| row.tenant_id == tenant.as_str() && row.service == service.as_str());
-            let Some(row) = row else {
-                return Err(StoreError::Corrupt(format!(
-                    "charges resolved for {tenant}/{service}, which has no budget"
-                )));
-            };
-            let mut budget: Budget = row.clone().try_into()?;
-            budget.unsettled = add(budget.unsettled, *delta)?;
-            if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
-                budget.held = *total;
-            }
+        for (key, delta) in captured {
+            let (tenant, service) = key;
+            let row = rows
+                .iter()
+                .position(|row| row.tenant_id == tenant.as_str() && row.service == service.as_str())
+                .map(|i| rows.swap_remove(i));
+            let budget = after_resolved(row, key, *delta, held)?;
             write
                 .push("UPDATE budgets SET held = ")
                 .push_bind(budget.held.to_string())
@@ -184,9 +179,9 @@ async fn record_resolved_sqlite(
                 .push(", updated_at = ")
                 .push_bind(at.as_millis())
                 .push(" WHERE tenant_id = ")
-                .push_bind(budget.tenant_id.as_str().to_owned())
+                .push_bind(tenant.as_str())
                 .push(" AND service = ")
-                .push_bind(budget.service.as_str().to_owned())
+                .push_bind(service.as_str())
                 .push("; ");
             after.push(budget);
         }
@@ -226,6 +221,25 @@ impl Drop for OpenTransaction {
             self.conn.close_on_drop();
         }
     }
+}
+
+/// A budget's row as a batch of resolved charges leaves it: `delta` more unsettled, and the
+/// holds the book has in memory (`held`), when it named this budget.
+fn after_resolved(
+    row: Option<BudgetRow>,
+    (tenant, service): &(TenantId, ServiceSlug),
+    delta: Amount,
+    held: &[(TenantId, ServiceSlug, Amount)],
+) -> StoreResult<Budget> {
+    let Some(row) = row else {
+        return Err(StoreError::Corrupt(format!("charges resolved for {tenant}/{service}, which has no budget")));
+    };
+    let mut budget: Budget = row.try_into()?;
+    budget.unsettled = add(budget.unsettled, delta)?;
+    if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
+        budget.held = *total;
+    }
+    Ok(budget)
 }
 
 /// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
@@ -441,34 +455,28 @@ impl ChargeStore for SqlStore {
         for (tenant, service, _) in held {
             captured.entry((tenant.clone(), service.clone())).or_insert(Amount::ZERO);
         }
-        if let crate::Backend::Sqlite { write, .. } = &self.backend {
-            return record_resolved_sqlite(write, &captured, charges, held, at).await;
+        let pool = match &self.backend {
+            crate::Backend::Sqlite { write, .. } => {
+                return record_resolved_sqlite(write, &captured, charges, held, at).await;
+            }
+            crate::Backend::Postgres(pool) => pool,
+        };
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        let mut after = Vec::with_capacity(captured.len());
+        // Budgets in a fixed order; the no-op update takes each one's row lock and returns it.
+        for (key, delta) in &captured {
+            let row = lock_and_read_budget!(&mut *tx, key.0.as_str(), key.1.as_str())?;
+            let budget = after_resolved(row, key, *delta, held)?;
+            write_budget_totals!(&mut *tx, &budget, at)?;
+            after.push(budget);
         }
-        with_write!(self, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
-            let mut after = Vec::with_capacity(captured.len());
-            // Budgets in a fixed order; the no-op update locks (PostgreSQL) and returns the row.
-            for ((tenant, service), delta) in &captured {
-                let row = lock_and_read_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
-                let Some(row) = row else {
-                    return Err(StoreError::Corrupt(format!("charges resolved for {tenant}/{service}, which has no budget")));
-                };
-                let mut budget: Budget = row.try_into()?;
-                budget.unsettled = add(budget.unsettled, *delta)?;
-                if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
-                    budget.held = *total;
-                }
-                write_budget_totals!(&mut *tx, &budget, at)?;
-                after.push(budget);
-            }
-            for chunk in charges.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::new("");
-                push_resolved_insert!(insert, chunk);
-                insert.build().execute(&mut *tx).await.map_err(db_err)?;
-            }
-            tx.commit().await.map_err(db_err)?;
-            Ok(after)
-        })
+        for chunk in charges.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new("");
+            push_resolved_insert!(insert, chunk);
+            insert.build().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(after)
     }
 
     fn single_process(&self) -> bool {

@@ -92,7 +92,7 @@ pub enum OpenError {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite { read: SqlitePool, write: SqlitePool, checkpointer: Arc<Checkpointer> },
     Postgres(PgPool),
 }
 
@@ -100,8 +100,6 @@ pub(crate) enum Backend {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pub(crate) backend: Backend,
-    /// The embedded database's checkpointer, stopped by `close` or when the last clone goes.
-    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// How often the embedded database's write-ahead log is copied into the database file.
@@ -113,8 +111,9 @@ const WAL_AUTOCHECKPOINT_PAGES: &str = "16384";
 /// Copies the embedded database's write-ahead log into the database file in the background, on
 /// a connection of its own. A passive checkpoint never waits for the writer, so commits no longer
 /// pay for checkpoints (and their fsyncs) themselves, which were the slowest commits of paid calls.
+/// Stopped by `close`, or when the last clone of the store goes.
 #[derive(Debug)]
-struct Checkpointer {
+pub(crate) struct Checkpointer {
     task: tokio::task::JoinHandle<()>,
     pool: SqlitePool,
 }
@@ -123,12 +122,11 @@ impl Checkpointer {
     fn spawn(pool: SqlitePool) -> Self {
         let connection = pool.clone();
         let task = tokio::spawn(async move {
-            let pool = connection;
             let mut every = tokio::time::interval(CHECKPOINT_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&connection).await {
                     tracing::warn!(error = %err, "checkpoint of the embedded database failed; commits will checkpoint");
                 }
             }
@@ -186,32 +184,23 @@ impl SqlStore {
                 // A connection to a local file cannot go stale the way a network one can, so the
                 // pools skip sqlx's ping before each use: one round trip to the connection's worker
                 // thread less per transaction (measurable on paid calls, see docs/BENCHMARKS.md).
-                let write = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .test_before_acquire(false)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(connect)?;
+                let one_connection = |options| {
+                    SqlitePoolOptions::new().max_connections(1).test_before_acquire(false).connect_with(options)
+                };
+                let write = one_connection(options.clone()).await.map_err(connect)?;
                 sqlx::migrate!("./migrations/sqlite")
                     .run(&write)
                     .await
                     .map_err(|source| OpenError::Migrate { target: target.clone(), source })?;
-                let checkpoints = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .test_before_acquire(false)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(connect)?;
+                let checkpoints = one_connection(options.clone()).await.map_err(connect)?;
                 let read = SqlitePoolOptions::new()
                     .max_connections(8)
                     .test_before_acquire(false)
                     .connect_with(options.read_only(true))
                     .await
                     .map_err(connect)?;
-                Self {
-                    backend: Backend::Sqlite { read, write },
-                    checkpointer: Some(Arc::new(Checkpointer::spawn(checkpoints))),
-                }
+                let checkpointer = Arc::new(Checkpointer::spawn(checkpoints));
+                Self { backend: Backend::Sqlite { read, write, checkpointer } }
             }
             Database::Postgres { url, schema } => {
                 let mut options = PgConnectOptions::from_str(url).map_err(connect)?;
@@ -238,7 +227,7 @@ impl SqlStore {
                     .run(&pool)
                     .await
                     .map_err(|source| OpenError::Migrate { target: target.clone(), source })?;
-                Self { backend: Backend::Postgres(pool), checkpointer: None }
+                Self { backend: Backend::Postgres(pool) }
             }
         };
         Ok(store)
@@ -255,11 +244,9 @@ impl SqlStore {
     /// Closes every connection (checkpointing SQLite's WAL into the main file).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { read, write } => {
-                if let Some(checkpointer) = &self.checkpointer {
-                    checkpointer.task.abort();
-                    checkpointer.pool.close().await;
-                }
+            Backend::Sqlite { read, write, checkpointer } => {
+                checkpointer.task.abort();
+                checkpointer.pool.close().await;
                 read.close().await;
                 write.close().await;
             }
