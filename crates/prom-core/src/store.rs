@@ -308,11 +308,13 @@ pub trait ChargeStore: Send + Sync {
     /// cannot together hold more than was approved.
     async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>>;
     /// Writes charges resolved in memory (held, then captured or released, by a process that is the
-    /// only one placing holds on these budgets), in one transaction: each budget touched is locked
-    /// and read, what was captured is added to its `unsettled`, its `held` becomes the given
-    /// in-memory total, and the charges are inserted in their final state. Returns the budgets as
-    /// they stand after, so the caller's copy picks up changes made by others (approvals,
-    /// settlements).
+    /// only one placing holds on these budgets), all or none, each charge id once. On PostgreSQL,
+    /// in one transaction: each budget touched is locked and read, what was captured is added to
+    /// its `unsettled`, its `held` becomes the given in-memory total, the charges are inserted in
+    /// their final state, and the budgets are returned as they stand after. The embedded database
+    /// appends the charges to its charge log in one statement and returns no budget: the log is
+    /// folded into the charges and budgets in the background, and before any budget, settlement
+    /// or usage report is read.
     async fn record_resolved(
         &self,
         charges: &[crate::charge::ResolvedCharge],

@@ -113,13 +113,13 @@ macro_rules! write_budget_totals {
     }};
 }
 
-/// Appends a multi-row insert of charges in their final state to a query builder (of either
-/// database).
-macro_rules! push_resolved_insert {
+/// Appends the column list and the values of charges in their final state to an insert (of
+/// either database, into `charges` or the charge log).
+macro_rules! push_resolved_values {
     ($builder:expr, $chunk:expr) => {
-        $builder
-            .push("INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ")
-            .push_values($chunk, |mut row, resolved: &ResolvedCharge| {
+        $builder.push("(id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ").push_values(
+            $chunk,
+            |mut row, resolved: &ResolvedCharge| {
                 let charge = &resolved.charge;
                 row.push_bind(charge.id.as_str())
                     .push_bind(charge.tenant_id.as_str())
@@ -130,97 +130,78 @@ macro_rules! push_resolved_insert {
                     .push_bind(resolved.state.as_str())
                     .push_bind(charge.at.as_millis())
                     .push_bind(resolved.resolved_at.as_millis());
-            })
+            },
+        )
     };
 }
 
-/// `record_resolved` on the embedded database, in two round trips to SQLite's worker thread
-/// instead of one per statement (sqlx runs a multi-statement query in one go, binding `?`s in
-/// order): the first takes the write lock and reads the budgets, the second writes them back
-/// with the charges and commits. On any error, or if this future is dropped half-way, the
-/// transaction is rolled back (or its connection closed, never handed on mid-transaction).
-async fn record_resolved_sqlite(
-    pool: &sqlx::SqlitePool,
-    captured: &BTreeMap<(TenantId, ServiceSlug), Amount>,
-    charges: &[ResolvedCharge],
-    held: &[(TenantId, ServiceSlug, Amount)],
-    at: Timestamp,
-) -> StoreResult<Vec<Budget>> {
-    if captured.is_empty() {
-        return Ok(Vec::new());
+/// Most rows in one append to the charge log (9 bound values each: SQLite allows 32,766).
+const LOG_ROWS_PER_STATEMENT: usize = 2_048;
+
+/// `record_resolved` on the embedded database: the charges are appended to the charge log (see
+/// migration 0008) in one statement, which writes one B-tree and no budget, so a batch of ended
+/// paid calls costs a single small commit. A charge already logged or folded is refused (its
+/// primary key and the `charge_log_once` trigger), and so is one of a budget that does not exist;
+/// either fails the whole batch. The budgets take the charges when the log is folded, which every
+/// read of a budget does first: so no budget is returned here.
+async fn log_resolved_sqlite(pool: &sqlx::SqlitePool, charges: &[ResolvedCharge]) -> StoreResult<Vec<Budget>> {
+    fn append(chunk: &[ResolvedCharge]) -> sqlx::QueryBuilder<'_, sqlx::Sqlite> {
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO charge_log ");
+        push_resolved_values!(insert, chunk);
+        insert
     }
-    let mut conn = OpenTransaction { conn: pool.acquire().await.map_err(db_err)?, done: false };
-    let result = async {
-        let mut read = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-            "BEGIN IMMEDIATE; SELECT {BUDGET_COLUMNS} FROM budgets WHERE "
-        ));
-        for (i, (tenant, service)) in captured.keys().enumerate() {
-            read.push(if i == 0 { "(tenant_id = " } else { " OR (tenant_id = " })
-                .push_bind(tenant.as_str())
-                .push(" AND service = ")
-                .push_bind(service.as_str())
-                .push(")");
+    if charges.len() <= LOG_ROWS_PER_STATEMENT {
+        if !charges.is_empty() {
+            append(charges).build().execute(pool).await.map_err(db_err)?;
         }
-        let mut rows: Vec<BudgetRow> = read.build_query_as().fetch_all(&mut *conn.conn).await.map_err(db_err)?;
-        let mut after = Vec::with_capacity(captured.len());
-        let mut write = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
-        for (key, delta) in captured {
-            let (tenant, service) = key;
-            let row = rows
-                .iter()
-                .position(|row| row.tenant_id == tenant.as_str() && row.service == service.as_str())
-                .map(|i| rows.swap_remove(i));
-            let budget = after_resolved(row, key, *delta, held)?;
-            write
-                .push("UPDATE budgets SET held = ")
-                .push_bind(budget.held.to_string())
-                .push(", unsettled = ")
-                .push_bind(budget.unsettled.to_string())
-                .push(", updated_at = ")
-                .push_bind(at.as_millis())
-                .push(" WHERE tenant_id = ")
-                .push_bind(tenant.as_str())
-                .push(" AND service = ")
-                .push_bind(service.as_str())
-                .push("; ");
-            after.push(budget);
+    } else {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        for chunk in charges.chunks(LOG_ROWS_PER_STATEMENT) {
+            append(chunk).build().execute(&mut *tx).await.map_err(db_err)?;
         }
-        for chunk in charges.chunks(ROWS_PER_STATEMENT) {
-            push_resolved_insert!(write, chunk);
-            write.push("; ");
-        }
-        write.push("COMMIT");
-        write.build().execute(&mut *conn.conn).await.map_err(db_err)?;
-        Ok(after)
+        tx.commit().await.map_err(db_err)?;
     }
-    .await;
-    match result {
-        Ok(after) => {
-            conn.done = true;
-            Ok(after)
-        }
-        Err(err) => {
-            if sqlx::query("ROLLBACK").execute(&mut *conn.conn).await.is_ok() {
-                conn.done = true;
-            }
-            Err(err)
-        }
-    }
+    Ok(Vec::new())
 }
 
-/// The write connection while a transaction begun by hand is open: unless it ended (committed or
-/// rolled back), the connection is closed rather than returned to the pool.
-struct OpenTransaction {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    done: bool,
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        if !self.done {
-            self.conn.close_on_drop();
+/// Moves the charge log into `charges` and adds its captures to the budgets' `unsettled`, in one
+/// transaction (embedded database). Returns how many charges were folded.
+pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::SqlitePool) -> StoreResult<usize> {
+    let logged: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM charge_log)").fetch_one(read).await.map_err(db_err)?;
+    if !logged {
+        return Ok(0);
+    }
+    let mut tx = write.begin().await.map_err(db_err)?;
+    let rows: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT tenant_id, service, state, amount FROM charge_log")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
+    for (tenant, service, state, raw) in &rows {
+        if state == ChargeState::Captured.as_str() {
+            let key = (TenantId::from_trusted(tenant.clone()), ServiceSlug::from_trusted(service.clone()));
+            let total = captured.entry(key).or_insert(Amount::ZERO);
+            *total = add(*total, amount(raw)?)?;
         }
     }
+    let at = Timestamp::now();
+    for (key, delta) in &captured {
+        let row = lock_and_read_budget!(&mut *tx, key.0.as_str(), key.1.as_str())?;
+        let budget = after_resolved(row, key, *delta, &[])?;
+        write_budget_totals!(&mut *tx, &budget, at)?;
+    }
+    sqlx::query(
+        "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) \
+         SELECT id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at FROM charge_log; \
+         DELETE FROM charge_log",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rows.len())
 }
 
 /// A budget's row as a batch of resolved charges leaves it: `delta` more unsettled, and the
@@ -254,6 +235,7 @@ fn sub(a: Amount, b: Amount) -> StoreResult<Amount> {
 #[async_trait]
 impl ChargeStore for SqlStore {
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget> {
+        self.fold_charge_log().await?;
         let row: Option<BudgetRow> = with_read!(self, pool => {
             sqlx::query_as(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"))
                 .bind(tenant.as_str())
@@ -444,6 +426,10 @@ impl ChargeStore for SqlStore {
         held: &[(TenantId, ServiceSlug, Amount)],
         at: Timestamp,
     ) -> StoreResult<Vec<Budget>> {
+        let pool = match &self.backend {
+            crate::Backend::Sqlite { write, .. } => return log_resolved_sqlite(write, charges).await,
+            crate::Backend::Postgres(pool) => pool,
+        };
         let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
         for resolved in charges {
             let key = (resolved.charge.tenant_id.clone(), resolved.charge.service.clone());
@@ -455,12 +441,6 @@ impl ChargeStore for SqlStore {
         for (tenant, service, _) in held {
             captured.entry((tenant.clone(), service.clone())).or_insert(Amount::ZERO);
         }
-        let pool = match &self.backend {
-            crate::Backend::Sqlite { write, .. } => {
-                return record_resolved_sqlite(write, &captured, charges, held, at).await;
-            }
-            crate::Backend::Postgres(pool) => pool,
-        };
         let mut tx = pool.begin().await.map_err(db_err)?;
         let mut after = Vec::with_capacity(captured.len());
         // Budgets in a fixed order; the no-op update takes each one's row lock and returns it.
@@ -471,8 +451,8 @@ impl ChargeStore for SqlStore {
             after.push(budget);
         }
         for chunk in charges.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::new("");
-            push_resolved_insert!(insert, chunk);
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO charges ");
+            push_resolved_values!(insert, chunk);
             insert.build().execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;

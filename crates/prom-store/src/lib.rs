@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prom_core::store::StoreError;
+use prom_core::store::{StoreError, StoreResult};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
@@ -88,11 +88,13 @@ pub enum OpenError {
     Connect { target: String, source: sqlx::Error },
     #[error("cannot migrate the database schema ({target})")]
     Migrate { target: String, source: sqlx::migrate::MigrateError },
+    #[error("cannot fold the charge log of the previous run into the charges; the database needs repair")]
+    Repair(#[source] StoreError),
 }
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
-    Sqlite { read: SqlitePool, write: SqlitePool, checkpointer: Arc<Checkpointer> },
+    Sqlite { read: SqlitePool, write: SqlitePool, housekeeper: Arc<Housekeeper> },
     Postgres(PgPool),
 }
 
@@ -102,40 +104,46 @@ pub struct SqlStore {
     pub(crate) backend: Backend,
 }
 
-/// How often the embedded database's write-ahead log is copied into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the embedded database's charge log is folded and its write-ahead log copied into the
+/// database file.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 /// WAL pages after which a commit checkpoints by itself: a fallback, should the background
-/// checkpointer fall behind (SQLite's default is 1000 pages).
+/// checkpoints fall behind (SQLite's default is 1000 pages).
 const WAL_AUTOCHECKPOINT_PAGES: &str = "16384";
 
-/// Copies the embedded database's write-ahead log into the database file in the background, on
-/// a connection of its own. A passive checkpoint never waits for the writer, so commits no longer
-/// pay for checkpoints (and their fsyncs) themselves, which were the slowest commits of paid calls.
-/// Stopped by `close`, or when the last clone of the store goes.
+/// The embedded database's background work, every 250 ms: folds the charge log into the charges
+/// and budgets (hundreds of paid calls in one transaction, instead of their budget writes in each
+/// call's commit), then copies the write-ahead log into the database file on a connection of its
+/// own. A passive checkpoint never waits for the writer, so commits no longer pay for checkpoints
+/// (and their fsyncs) themselves, which were the slowest commits of paid calls. Stopped by
+/// `close`, or when the last clone of the store goes.
 #[derive(Debug)]
-pub(crate) struct Checkpointer {
+pub(crate) struct Housekeeper {
     task: tokio::task::JoinHandle<()>,
-    pool: SqlitePool,
+    checkpoints: SqlitePool,
 }
 
-impl Checkpointer {
-    fn spawn(pool: SqlitePool) -> Self {
-        let connection = pool.clone();
+impl Housekeeper {
+    fn spawn(read: SqlitePool, write: SqlitePool, checkpoints: SqlitePool) -> Self {
+        let connection = checkpoints.clone();
         let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+            let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
+                if let Err(err) = charges::fold_charge_log(&read, &write).await {
+                    tracing::error!(error = %err, "the charge log could not be folded into the charges; retrying");
+                }
                 if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&connection).await {
                     tracing::warn!(error = %err, "checkpoint of the embedded database failed; commits will checkpoint");
                 }
             }
         });
-        Self { task, pool }
+        Self { task, checkpoints }
     }
 }
 
-impl Drop for Checkpointer {
+impl Drop for Housekeeper {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -199,8 +207,10 @@ impl SqlStore {
                     .connect_with(options.read_only(true))
                     .await
                     .map_err(connect)?;
-                let checkpointer = Arc::new(Checkpointer::spawn(checkpoints));
-                Self { backend: Backend::Sqlite { read, write, checkpointer } }
+                // Charges logged by a process that stopped (or was killed) before folding them.
+                charges::fold_charge_log(&read, &write).await.map_err(OpenError::Repair)?;
+                let housekeeper = Arc::new(Housekeeper::spawn(read.clone(), write.clone(), checkpoints));
+                Self { backend: Backend::Sqlite { read, write, housekeeper } }
             }
             Database::Postgres { url, schema } => {
                 let mut options = PgConnectOptions::from_str(url).map_err(connect)?;
@@ -233,6 +243,16 @@ impl SqlStore {
         Ok(store)
     }
 
+    /// Folds the embedded database's charge log into the charges and budgets (nothing to do on
+    /// PostgreSQL, whose charges are written in place). Everything that reads budgets or charges
+    /// to act on them does this first.
+    pub(crate) async fn fold_charge_log(&self) -> StoreResult<usize> {
+        match &self.backend {
+            Backend::Sqlite { read, write, .. } => charges::fold_charge_log(read, write).await,
+            Backend::Postgres(_) => Ok(0),
+        }
+    }
+
     /// Which database this is, for logs.
     pub fn kind(&self) -> &'static str {
         match self.backend {
@@ -244,9 +264,12 @@ impl SqlStore {
     /// Closes every connection (checkpointing SQLite's WAL into the main file).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { read, write, checkpointer } => {
-                checkpointer.task.abort();
-                checkpointer.pool.close().await;
+            Backend::Sqlite { read, write, housekeeper } => {
+                housekeeper.task.abort();
+                if let Err(err) = charges::fold_charge_log(read, write).await {
+                    tracing::error!(error = %err, "the charge log could not be folded; the next start folds it");
+                }
+                housekeeper.checkpoints.close().await;
                 read.close().await;
                 write.close().await;
             }

@@ -41,6 +41,7 @@ impl TryFrom<SettlementRow> for Settlement {
 const SETTLEMENT_COLUMNS: &str = "id, tenant_id, service, amount, created_at_time";
 
 pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budget>> {
+    store.fold_charge_log().await?;
     let keys: Vec<(String, String)> = with_read!(store, pool => {
         sqlx::query_as(
             "SELECT tenant_id, service FROM budgets WHERE unsettled <> '0' OR held <> '0' OR approved <> settled \
@@ -69,6 +70,7 @@ pub(crate) async fn open_settlement(
     created_at_time: u64,
     at: Timestamp,
 ) -> StoreResult<Option<Settlement>> {
+    store.fold_charge_log().await?;
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
         // One batch at a time per budget: lock it, then look for a pending one.

@@ -71,9 +71,22 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
     // Another call of the same budget is still in flight, holding 3 in memory.
     let after =
         store.record_resolved(&resolved, &[(tenant.clone(), alpha.clone(), Amount::new(3))], t0()).await.unwrap();
-    assert_eq!(after.len(), 1);
-    assert_eq!((after[0].held, after[0].unsettled), (Amount::new(3), Amount::new(2 * BIG)));
-    assert_eq!(store.budget(&tenant, &alpha).await.unwrap(), after[0]);
+    // A charge is written once: again in the next batch, it is refused (on the embedded database
+    // while it is still in the charge log, below once it was folded).
+    let twice = [ResolvedCharge { charge: captured.clone(), state: ChargeState::Captured, resolved_at: t0() }];
+    assert!(store.record_resolved(&twice, &[], t0()).await.is_err());
+    let budget = store.budget(&tenant, &alpha).await.unwrap();
+    assert_eq!(budget.unsettled, Amount::new(2 * BIG));
+    if store.single_process() {
+        // The embedded database logs the charges; its budgets take them when the log is folded
+        // (which every read of a budget does first), and never store holds kept in memory.
+        assert!(after.is_empty());
+        assert_eq!(budget.held, Amount::ZERO);
+    } else {
+        // PostgreSQL writes the budget at once, with the holds in memory, and returns it.
+        assert_eq!(after, std::slice::from_ref(&budget));
+        assert_eq!(budget.held, Amount::new(3));
+    }
 
     // The rows are final: neither can be captured or released again, and only the capture settles.
     let again = [ChargeOp::Release(captured.id.clone()), ChargeOp::Capture(released.id.clone())];
@@ -86,9 +99,13 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
     let more = hold(&tenant, &key.id, BIG);
     let resolved = [ResolvedCharge { charge: more, state: ChargeState::Captured, resolved_at: t0() }];
     let after = store.record_resolved(&resolved, &[], t0()).await.unwrap();
-    assert_eq!(after[0].approved, Amount::new(20 * BIG));
-    assert_eq!(after[0].unsettled, Amount::new(3 * BIG), "added to what the row held, not to a stale copy");
-    assert_eq!(after[0].held, Amount::new(3), "held is only ever set from memory, not by others");
+    let budget = store.budget(&tenant, &alpha).await.unwrap();
+    assert_eq!(budget.approved, Amount::new(20 * BIG));
+    assert_eq!(budget.unsettled, Amount::new(3 * BIG), "added to what the row held, not to a stale copy");
+    if !store.single_process() {
+        assert_eq!(after, std::slice::from_ref(&budget));
+        assert_eq!(budget.held, Amount::new(3), "held is only ever set from memory, not by others");
+    }
 
     // Nothing to write for a budget that was never approved.
     let stray = prom_core::charge::ResolvedCharge {
@@ -109,9 +126,8 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
     assert!(store.record_resolved(&failing, &[], t0()).await.is_err());
     assert_eq!(store.budget(&tenant, &alpha).await.unwrap(), before, "the failed batch left no trace");
     let retry = [ResolvedCharge { charge: fresh, state: ChargeState::Captured, resolved_at: t0() }];
-    let after = store.record_resolved(&retry, &[], t0()).await.unwrap();
-    assert_eq!(after[0].unsettled, add(before.unsettled, BIG));
-    assert_eq!(store.budget(&tenant, &alpha).await.unwrap(), after[0]);
+    store.record_resolved(&retry, &[], t0()).await.unwrap();
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, add(before.unsettled, BIG));
 }
 
 fn add(amount: Amount, more: u128) -> Amount {

@@ -1,9 +1,15 @@
-//! The embedded database copies its write-ahead log into the database file in the background
-//! (commits no longer checkpoint, and fsync, themselves; they only would past a large fallback).
+//! The embedded database's background work: it copies its write-ahead log into the database file
+//! (commits no longer checkpoint, and fsync, themselves; they only would past a large fallback),
+//! and folds the charge log into the charges and budgets.
 
+use prom_core::charge::{ChargeState, NewCharge, ResolvedCharge};
+use prom_core::id::ChargeId;
+use prom_core::money::Amount;
+use prom_core::store::ChargeStore;
+use prom_core::time::Timestamp;
 use prom_store::{Database, SqlStore};
 
-use crate::support::owner_of;
+use crate::support::{hasher, insert_key, owner_of, service_slug};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_ahead_log_is_checkpointed_and_reused_without_a_commit_checkpointing() {
@@ -31,4 +37,72 @@ async fn the_write_ahead_log_is_checkpointed_and_reused_without_a_commit_checkpo
         "the log grew from {after_first} to {after_second} bytes: the first round was never checkpointed"
     );
     store.close().await;
+}
+
+/// Charges of the embedded database are appended to the charge log and folded into `charges` and
+/// the budgets in the background, with no read needed; a log left by a process that died before
+/// folding it is folded when the database is next opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charge_log_is_folded_in_the_background_and_at_the_next_start() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
+    let store = SqlStore::open(&database).await.unwrap();
+    let acme = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", Timestamp::now()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(100), None).await.unwrap();
+    let resolved = |amount, state| ResolvedCharge {
+        charge: NewCharge {
+            id: ChargeId::new(),
+            tenant_id: tenant.clone(),
+            service: alpha.clone(),
+            key_id: key.id.clone(),
+            tool: "fortune".into(),
+            amount: Amount::new(amount),
+            at: Timestamp::now(),
+        },
+        state,
+        resolved_at: Timestamp::now(),
+    };
+    let raw = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("store.sqlite3")),
+    )
+    .await
+    .unwrap();
+    let count = |table: &'static str| {
+        let raw = raw.clone();
+        async move { sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&raw).await.unwrap() }
+    };
+
+    // In the background: the log empties into the charges without anyone reading a budget.
+    let batch = [resolved(3, ChargeState::Captured), resolved(2, ChargeState::Released)];
+    store.record_resolved(&batch, &[], Timestamp::now()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count("charge_log").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the charge log was not folded within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(count("charges").await, 2);
+    let unsettled: String = sqlx::query_scalar("SELECT unsettled FROM budgets").fetch_one(&raw).await.unwrap();
+    assert_eq!(unsettled, "3", "only the capture is owed");
+
+    // A process that dies with charges in its log (a row written as its last batch was): the next
+    // open folds them before anything else runs.
+    drop(store);
+    sqlx::query(
+        "INSERT INTO charge_log (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) \
+         VALUES ($1, $2, 'alpha', $3, 'fortune', '4', 'captured', 0, 0)",
+    )
+    .bind(ChargeId::new().as_str())
+    .bind(tenant.as_str())
+    .bind(key.id.as_str())
+    .execute(&raw)
+    .await
+    .unwrap();
+    let store = SqlStore::open(&database).await.unwrap();
+    assert_eq!((count("charge_log").await, count("charges").await), (0, 3));
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(7));
+    store.close().await;
+    raw.close().await;
 }
