@@ -8,9 +8,10 @@
 //! - **In memory** (the embedded database: one server process is the only writer). The task owns
 //!   each budget it has loaded and decides holds against it at once, without a write: a hold that
 //!   dies with the process needs no repair, since its call never got its result. When a call ends,
-//!   its charge is written once, in its final state (captured or released), in a transaction shared
-//!   with every other call that ended meanwhile; the capture's caller waits for that commit. Each
-//!   commit re-reads the budgets it touches, so approvals and settlements made by others are seen.
+//!   its charge is written once, in its final state (captured or released), appended to the charge
+//!   log with every other call that ended meanwhile; the capture's caller waits for that commit.
+//!   The store folds the log into the budgets in the background. Whoever else changes a budget's
+//!   row (an approval, a cap, a settlement) asks the book to `refresh` it, which reads it again.
 //! - **In the database** (PostgreSQL: several nodes share the budgets). Every operation is applied
 //!   by `apply_charges` in one transaction per batch, under each budget's row lock, so nodes
 //!   together never hold more than was approved.
@@ -28,6 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most commands taken into one batch.
 const MAX_BATCH: usize = 512;
+/// Most turns of the scheduler the book waits for more ends before writing a batch, while paid
+/// calls are running and each turn brings more (measured against one turn in docs/BENCHMARKS.md).
+const GATHER_TURNS: usize = 8;
 /// Commands waiting for the writer before new paid calls are refused as unavailable.
 const QUEUE: usize = 8192;
 
@@ -218,14 +222,21 @@ impl MemoryBook {
                 }
             }
             if in_flight.is_none() && !ended.is_empty() {
-                if !self.holds.is_empty() {
-                    // Other paid calls are running and may end in a moment: let every task that is
-                    // ready run once, and write their ends with this batch (a bigger batch, for the
-                    // price of one turn of the scheduler, not of a timer).
+                // Other paid calls are running and may end in a moment: let every task that is ready
+                // run, and write their ends with this batch (a bigger batch, for the price of a few
+                // turns of the scheduler, not of a timer). A turn that brings no end stops the wait.
+                for _ in 0..GATHER_TURNS {
+                    if self.holds.is_empty() {
+                        break;
+                    }
+                    let before = ended.len();
                     tokio::task::yield_now().await;
                     let now = Timestamp::now();
                     while let Ok(command) = rx.try_recv() {
                         self.handle(command, now, false, &mut ended, &mut refreshes).await;
+                    }
+                    if ended.len() == before {
+                        break;
                     }
                 }
                 in_flight = Some(self.write(std::mem::take(&mut ended)));
@@ -342,8 +353,8 @@ impl MemoryBook {
         InFlight { write, ended }
     }
 
-    /// A batch was written (or not): takes the budget rows as written, plus what ended since
-    /// (`pending`), then answers the batch's callers.
+    /// A batch was written (or not): takes the budget rows the store returned (none from the
+    /// charge log), plus what ended since (`pending`), then answers the batch's callers.
     fn written(
         &mut self,
         result: Result<Vec<Budget>, StoreError>,
