@@ -172,7 +172,9 @@ pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::Sqlit
     if !logged {
         return Ok(0);
     }
-    let mut tx = write.begin().await.map_err(db_err)?;
+    // The write lock first: another process (`prom admin …` opening the same file) may fold or
+    // write meanwhile, and a read transaction could not then become a write one.
+    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let rows: Vec<(String, String, String, String)> =
         sqlx::query_as("SELECT tenant_id, service, state, amount FROM charge_log")
             .fetch_all(&mut *tx)

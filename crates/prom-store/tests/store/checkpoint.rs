@@ -106,3 +106,44 @@ async fn the_charge_log_is_folded_in_the_background_and_at_the_next_start() {
     store.close().await;
     raw.close().await;
 }
+
+/// Another process opening the database while the server logs charges (`prom admin …` does) folds
+/// the log too, safely: it takes the write lock before reading the log, so a charge logged in
+/// between neither fails its open nor goes missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_the_database_during_paid_load_folds_the_log_without_failing_or_losing_charges() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
+    let server = SqlStore::open(&database).await.unwrap();
+    let acme = owner_of(&server, "acme").await;
+    let (_, key) = insert_key(&server, &hasher(), &acme, "agent", Timestamp::now()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    server.set_approved(&tenant, &alpha, Amount::new(1_000_000), None).await.unwrap();
+    const CALLS: u128 = 400;
+    let writer = {
+        let (server, tenant, alpha, key) = (server.clone(), tenant.clone(), alpha.clone(), key.id.clone());
+        tokio::spawn(async move {
+            for _ in 0..CALLS {
+                let charge = NewCharge {
+                    id: ChargeId::new(),
+                    tenant_id: tenant.clone(),
+                    service: alpha.clone(),
+                    key_id: key.clone(),
+                    tool: "fortune".into(),
+                    amount: Amount::new(1),
+                    at: Timestamp::now(),
+                };
+                let ended = [ResolvedCharge { charge, state: ChargeState::Captured, resolved_at: Timestamp::now() }];
+                server.record_resolved(&ended, &[], Timestamp::now()).await.unwrap();
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let other = SqlStore::open(&database).await.expect("opening during paid load");
+        other.close().await;
+    }
+    writer.await.unwrap();
+    assert_eq!(server.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(CALLS));
+    server.close().await;
+}
