@@ -3,8 +3,9 @@
 //! and folds the charge log into the charges and budgets.
 
 use prom_core::charge::{ChargeState, NewCharge, ResolvedCharge};
-use prom_core::id::ChargeId;
+use prom_core::id::{ChargeId, KeyId, TenantId};
 use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
 use prom_core::store::ChargeStore;
 use prom_core::time::Timestamp;
 use prom_store::{Database, SqlStore};
@@ -47,24 +48,8 @@ async fn the_charge_log_is_folded_in_the_background_and_at_the_next_start() {
     let dir = tempfile::TempDir::new().unwrap();
     let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
     let store = SqlStore::open(&database).await.unwrap();
-    let acme = owner_of(&store, "acme").await;
-    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", Timestamp::now()).await;
-    let tenant = acme.tenant_id().clone();
-    let alpha = service_slug("alpha");
-    store.set_approved(&tenant, &alpha, Amount::new(100), None).await.unwrap();
-    let resolved = |amount, state| ResolvedCharge {
-        charge: NewCharge {
-            id: ChargeId::new(),
-            tenant_id: tenant.clone(),
-            service: alpha.clone(),
-            key_id: key.id.clone(),
-            tool: "fortune".into(),
-            amount: Amount::new(amount),
-            at: Timestamp::now(),
-        },
-        state,
-        resolved_at: Timestamp::now(),
-    };
+    let (tenant, alpha, key) = approved_budget(&store, 100).await;
+    let resolved = |amount, state| ended(&tenant, &alpha, &key, amount, state);
     let raw = sqlx::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("store.sqlite3")),
     )
@@ -96,7 +81,7 @@ async fn the_charge_log_is_folded_in_the_background_and_at_the_next_start() {
     )
     .bind(ChargeId::new().as_str())
     .bind(tenant.as_str())
-    .bind(key.id.as_str())
+    .bind(key.as_str())
     .execute(&raw)
     .await
     .unwrap();
@@ -115,27 +100,14 @@ async fn opening_the_database_during_paid_load_folds_the_log_without_failing_or_
     let dir = tempfile::TempDir::new().unwrap();
     let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
     let server = SqlStore::open(&database).await.unwrap();
-    let acme = owner_of(&server, "acme").await;
-    let (_, key) = insert_key(&server, &hasher(), &acme, "agent", Timestamp::now()).await;
-    let tenant = acme.tenant_id().clone();
-    let alpha = service_slug("alpha");
-    server.set_approved(&tenant, &alpha, Amount::new(1_000_000), None).await.unwrap();
+    let (tenant, alpha, key) = approved_budget(&server, 1_000_000).await;
     const CALLS: u128 = 400;
     let writer = {
-        let (server, tenant, alpha, key) = (server.clone(), tenant.clone(), alpha.clone(), key.id.clone());
+        let (server, tenant, alpha, key) = (server.clone(), tenant.clone(), alpha.clone(), key.clone());
         tokio::spawn(async move {
             for _ in 0..CALLS {
-                let charge = NewCharge {
-                    id: ChargeId::new(),
-                    tenant_id: tenant.clone(),
-                    service: alpha.clone(),
-                    key_id: key.clone(),
-                    tool: "fortune".into(),
-                    amount: Amount::new(1),
-                    at: Timestamp::now(),
-                };
-                let ended = [ResolvedCharge { charge, state: ChargeState::Captured, resolved_at: Timestamp::now() }];
-                server.record_resolved(&ended, &[], Timestamp::now()).await.unwrap();
+                let batch = [ended(&tenant, &alpha, &key, 1, ChargeState::Captured)];
+                server.record_resolved(&batch, &[], Timestamp::now()).await.unwrap();
             }
         })
     };
@@ -146,4 +118,28 @@ async fn opening_the_database_during_paid_load_folds_the_log_without_failing_or_
     writer.await.unwrap();
     assert_eq!(server.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(CALLS));
     server.close().await;
+}
+
+/// A tenant with a key and an approved budget for service `alpha`.
+async fn approved_budget(store: &SqlStore, approved: u128) -> (TenantId, ServiceSlug, KeyId) {
+    let acme = owner_of(store, "acme").await;
+    let (_, key) = insert_key(store, &hasher(), &acme, "agent", Timestamp::now()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(approved), None).await.unwrap();
+    (tenant, alpha, key.id)
+}
+
+/// A paid call of `fortune` that ended now, in `state`.
+fn ended(tenant: &TenantId, service: &ServiceSlug, key: &KeyId, amount: u128, state: ChargeState) -> ResolvedCharge {
+    let charge = NewCharge {
+        id: ChargeId::new(),
+        tenant_id: tenant.clone(),
+        service: service.clone(),
+        key_id: key.clone(),
+        tool: "fortune".into(),
+        amount: Amount::new(amount),
+        at: Timestamp::now(),
+    };
+    ResolvedCharge { charge, state, resolved_at: Timestamp::now() }
 }
