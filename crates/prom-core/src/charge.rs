@@ -41,9 +41,10 @@ impl Budget {
         }
     }
 
-    /// What new holds may still take: nothing once the allowance has expired.
-    pub fn available(&self, now: Timestamp) -> Amount {
-        if self.expires_at.is_some_and(|at| at <= now) {
+    /// What new holds may still take: nothing once the allowance has expired, or is within
+    /// `margins.hold` of it.
+    pub fn available(&self, now: Timestamp, margins: ExpiryMargins) -> Amount {
+        if self.expiring(now, margins) {
             return Amount::ZERO;
         }
         let committed = self
@@ -52,6 +53,43 @@ impl Budget {
             .and_then(|sum| sum.checked_add(self.settled))
             .unwrap_or(Amount::new(u128::MAX));
         self.approved.checked_sub(committed).unwrap_or(Amount::ZERO)
+    }
+
+    /// Whether a call held against this budget may still be captured at `now`: not within
+    /// `margins.capture` of the allowance's expiry, since the charge could then no longer reach the
+    /// ledger before the allowance stops letting the platform spend it.
+    pub fn may_capture(&self, now: Timestamp, margins: ExpiryMargins) -> bool {
+        self.expires_at.is_none_or(|at| now.plus_millis(margins.capture_ms) < at)
+    }
+
+    /// Whether the allowance expires within `margins.hold` of `now` (so it refuses new holds).
+    pub fn expiring(&self, now: Timestamp, margins: ExpiryMargins) -> bool {
+        self.expires_at.is_some_and(|at| at <= now.plus_millis(margins.hold_ms))
+    }
+}
+
+/// How close to an allowance's expiry paid calls stop. A captured charge is paid by a later
+/// settlement round (`transfer_from`), which the ledger refuses once the allowance has expired: so
+/// new holds stop `hold_ms` before the expiry, and a call that ends within `capture_ms` of it is
+/// not captured (its hold is released and its result withheld), leaving at least one settlement
+/// round to move every captured charge while the allowance still stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpiryMargins {
+    pub hold_ms: i64,
+    pub capture_ms: i64,
+}
+
+impl ExpiryMargins {
+    /// No margin: holds stop and captures are refused only at the expiry itself.
+    pub const NONE: Self = Self { hold_ms: 0, capture_ms: 0 };
+
+    /// The margins for a server that settles every `settle_every`: captures stop two settlement
+    /// intervals (and at least 10 s) before the expiry, and holds a minute before that, so calls
+    /// held in time usually end in time.
+    pub fn for_settlement(settle_every: std::time::Duration) -> Self {
+        let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let capture_ms = millis(settle_every).saturating_mul(2).max(10_000);
+        Self { hold_ms: capture_ms.saturating_add(60_000), capture_ms }
     }
 }
 
@@ -101,10 +139,14 @@ pub enum ChargeOp {
 pub enum ChargeOpResult {
     /// The hold is placed.
     Held,
-    /// The budget cannot cover the hold; nothing was written.
-    Refused { available: Amount },
+    /// The budget cannot cover the hold; nothing was written. `expiring` when the reason is the
+    /// allowance's (near) expiry rather than its amount.
+    Refused { available: Amount, expiring: bool },
     /// The capture or release was applied.
     Done,
+    /// The allowance expires too soon for this capture to be settled (see [`ExpiryMargins`]): the
+    /// hold was released instead, and the call's result must be withheld.
+    Expired,
     /// The charge was not held (unknown, or already captured or released): nothing changed.
     NotHeld,
 }
@@ -145,15 +187,47 @@ mod tests {
         budget.held = Amount::new(250);
         budget.unsettled = Amount::new(500);
         let now = Timestamp::from_millis(10_000);
-        assert_eq!(budget.available(now), Amount::new(250));
+        let none = ExpiryMargins::NONE;
+        assert_eq!(budget.available(now, none), Amount::new(250));
         budget.unsettled = Amount::new(900);
-        assert_eq!(budget.available(now), Amount::ZERO);
+        assert_eq!(budget.available(now, none), Amount::ZERO);
         budget.unsettled = Amount::new(100);
         budget.settled = Amount::new(600);
-        assert_eq!(budget.available(now), Amount::new(50));
+        assert_eq!(budget.available(now, none), Amount::new(50));
         budget.settled = Amount::ZERO;
         budget.unsettled = Amount::ZERO;
         budget.expires_at = Some(now);
-        assert_eq!(budget.available(now), Amount::ZERO);
+        assert_eq!(budget.available(now, none), Amount::ZERO);
+        assert!(!budget.may_capture(now, none));
+    }
+
+    #[test]
+    fn holds_and_captures_stop_before_the_expiry_by_their_margins() {
+        let margins = ExpiryMargins::for_settlement(std::time::Duration::from_secs(10));
+        assert_eq!(margins, ExpiryMargins { hold_ms: 80_000, capture_ms: 20_000 });
+        // Quick settlement still leaves 10 s to settle in.
+        assert_eq!(ExpiryMargins::for_settlement(std::time::Duration::from_secs(1)).capture_ms, 10_000);
+
+        let mut budget = Budget::empty(TenantId::new(), ServiceSlug::from_trusted("demo".into()));
+        budget.approved = Amount::new(1000);
+        let expiry = Timestamp::from_millis(1_000_000);
+        budget.expires_at = Some(expiry);
+        // More than the hold margin ahead: holds and captures go on.
+        let early = Timestamp::from_millis(expiry.as_millis() - 80_001);
+        assert_eq!(budget.available(early, margins), Amount::new(1000));
+        assert!(!budget.expiring(early, margins));
+        assert!(budget.may_capture(early, margins));
+        // Within the hold margin: no new hold, but a call held earlier may still be captured.
+        let late = Timestamp::from_millis(expiry.as_millis() - 80_000);
+        assert_eq!(budget.available(late, margins), Amount::ZERO);
+        assert!(budget.expiring(late, margins));
+        assert!(budget.may_capture(late, margins));
+        // Within the capture margin: no capture either.
+        assert!(budget.may_capture(Timestamp::from_millis(expiry.as_millis() - 20_001), margins));
+        assert!(!budget.may_capture(Timestamp::from_millis(expiry.as_millis() - 20_000), margins));
+        // An allowance without expiry never stops.
+        budget.expires_at = None;
+        assert_eq!(budget.available(Timestamp::from_millis(i64::MAX), margins), Amount::new(1000));
+        assert!(budget.may_capture(Timestamp::from_millis(i64::MAX), margins));
     }
 }

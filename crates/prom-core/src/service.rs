@@ -73,6 +73,9 @@ pub struct ServiceRecord {
     pub description: String,
     pub upstream: Upstream,
     pub prices: Prices,
+    /// Whether a paid call whose result has `isError: true` is charged. Off by default: such calls
+    /// are released, like failed ones; a provider whose tool errors still cost it work may turn it on.
+    pub charge_tool_errors: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -240,6 +240,9 @@ pub struct NewService {
     pub description: String,
     pub upstream: Upstream,
     pub prices: Prices,
+    /// Whether paid calls whose result has `isError: true` are charged (see
+    /// [`ServiceRecord::charge_tool_errors`]).
+    pub charge_tool_errors: bool,
     pub created_at: Timestamp,
 }
 
@@ -250,6 +253,7 @@ pub struct ServicePatch {
     pub description: Option<String>,
     pub upstream: Option<Upstream>,
     pub prices: Option<Prices>,
+    pub charge_tool_errors: Option<bool>,
 }
 
 #[async_trait]
@@ -306,7 +310,14 @@ pub trait ChargeStore: Send + Sync {
     /// Applies the operations in order, in one transaction, and returns one result per operation.
     /// Each budget touched is locked for the transaction, so concurrent batches (on any node)
     /// cannot together hold more than was approved.
-    async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>>;
+    /// Holds and captures stop `margins` before a budget's allowance expires (a capture refused
+    /// so is applied as a release, and answered [`ChargeOpResult::Expired`]).
+    async fn apply_charges(
+        &self,
+        ops: &[ChargeOp],
+        at: Timestamp,
+        margins: crate::charge::ExpiryMargins,
+    ) -> StoreResult<Vec<ChargeOpResult>>;
     /// Writes charges resolved in memory (held, then captured or released, by a process that is the
     /// only one placing holds on these budgets), all or none, each charge id once. On PostgreSQL,
     /// in one transaction: each budget touched is locked and read, what was captured is added to

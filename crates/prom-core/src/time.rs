@@ -46,6 +46,11 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
+    /// This instant plus `ms` milliseconds, saturating.
+    pub const fn plus_millis(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+
     /// This instant minus `secs` seconds, saturating.
     pub fn minus_seconds(self, secs: u64) -> Self {
         let ms = i64::try_from(secs).unwrap_or(i64::MAX / 1000).saturating_mul(1000);

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, NewCharge, ResolvedCharge};
+use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
 use prom_core::id::{ChargeId, TenantId};
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
@@ -50,6 +50,7 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct ChargeBook {
     tx: mpsc::Sender<Command>,
+    margins: ExpiryMargins,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,17 +61,25 @@ pub enum ChargeError {
     Store(#[source] Arc<StoreError>),
     #[error("the charge was no longer held (released by another process), so it cannot be captured")]
     NotHeld,
+    #[error("the allowance expires too soon for the charge to be settled, so it was released instead of captured")]
+    Expired,
 }
 
 impl ChargeBook {
-    pub fn spawn(store: Arc<dyn Store>) -> Self {
+    /// Starts the book; holds and captures stop `margins` before an allowance expires.
+    pub fn spawn(store: Arc<dyn Store>, margins: ExpiryMargins) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         if store.single_process() {
-            tokio::spawn(MemoryBook { store, budgets: HashMap::new(), holds: HashMap::new() }.run(rx));
+            tokio::spawn(MemoryBook { store, margins, budgets: HashMap::new(), holds: HashMap::new() }.run(rx));
         } else {
-            tokio::spawn(run_in_database(store, rx));
+            tokio::spawn(run_in_database(store, margins, rx));
         }
-        Self { tx }
+        Self { tx, margins }
+    }
+
+    /// How close to an allowance's expiry holds and captures stop.
+    pub fn margins(&self) -> ExpiryMargins {
+        self.margins
     }
 
     /// Applies one operation and waits until it may be acted on (see the module docs).
@@ -132,7 +141,7 @@ async fn next_batch(rx: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>) 
     true
 }
 
-async fn run_in_database(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>) {
+async fn run_in_database(store: Arc<dyn Store>, margins: ExpiryMargins, mut rx: mpsc::Receiver<Command>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while next_batch(&mut rx, &mut batch).await {
         let mut ops = Vec::with_capacity(batch.len());
@@ -151,7 +160,7 @@ async fn run_in_database(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>)
         if ops.is_empty() {
             continue;
         }
-        match store.apply_charges(&ops, Timestamp::now()).await {
+        match store.apply_charges(&ops, Timestamp::now(), margins).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -173,6 +182,7 @@ type BudgetKey = (TenantId, ServiceSlug);
 /// The book kept in memory by the only process that writes it.
 struct MemoryBook {
     store: Arc<dyn Store>,
+    margins: ExpiryMargins,
     /// Budgets loaded so far; `held` is the sum of the holds below, the rest mirrors the row.
     budgets: HashMap<BudgetKey, Budget>,
     holds: HashMap<ChargeId, NewCharge>,
@@ -296,10 +306,11 @@ impl MemoryBook {
 
     async fn reserve(&mut self, charge: NewCharge, now: Timestamp) -> Result<ChargeOpResult, Arc<StoreError>> {
         let key = (charge.tenant_id.clone(), charge.service.clone());
+        let margins = self.margins;
         let budget = self.load(&key).await?;
-        let available = budget.available(now);
+        let available = budget.available(now, margins);
         if charge.amount > available {
-            return Ok(ChargeOpResult::Refused { available });
+            return Ok(ChargeOpResult::Refused { available, expiring: budget.expiring(now, margins) });
         }
         budget.held = budget
             .held
@@ -331,6 +342,22 @@ impl MemoryBook {
         now: Timestamp,
         resolved: &mut Vec<(ResolvedCharge, Reply)>,
     ) {
+        let expired = state == ChargeState::Captured
+            && self.holds.get(id).is_some_and(|charge| {
+                let key = (charge.tenant_id.clone(), charge.service.clone());
+                self.budgets.get(&key).is_some_and(|budget| !budget.may_capture(now, self.margins))
+            });
+        if expired {
+            // Too late to settle: released instead, and the caller withholds the result at once
+            // (a release needs no durability first: the call is not served).
+            if let Some(charge) = self.resolve(id, ChargeState::Released) {
+                let (unanswered, _) = oneshot::channel();
+                let state = ChargeState::Released;
+                resolved.push((ResolvedCharge { charge, state, resolved_at: now }, unanswered));
+            }
+            let _ = reply.send(Ok(ChargeOpResult::Expired));
+            return;
+        }
         match self.resolve(id, state) {
             Some(charge) => resolved.push((ResolvedCharge { charge, state, resolved_at: now }, reply)),
             None => {

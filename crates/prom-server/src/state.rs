@@ -94,7 +94,10 @@ impl AppState {
         let services = Arc::new(ServiceDirectory::new(store.clone()));
         let metrics = Arc::new(Metrics::new(verifier.clone(), usage.clone()));
         let gateway = Arc::new(Gateway::new(&config, metrics)?);
-        let charges = ChargeBook::spawn(store.clone());
+        let margins = prom_core::charge::ExpiryMargins::for_settlement(std::time::Duration::from_secs(
+            config.settle_interval_secs,
+        ));
+        let charges = ChargeBook::spawn(store.clone(), margins);
         let settler = Settler::new(store.clone(), ledger.clone(), services.clone(), charges.clone());
         // Holds left by requests that died with a previous process are given back. With one
         // process (the default) that is every hold placed before this start; with several nodes

@@ -42,5 +42,7 @@ mod rotation;
 mod services;
 #[path = "api/stdio.rs"]
 mod stdio;
+#[path = "api/tool_errors.rs"]
+mod tool_errors;
 #[path = "api/usage.rs"]
 mod usage;

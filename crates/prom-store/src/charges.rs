@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, NewCharge, ResolvedCharge};
+use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
 use prom_core::id::TenantId;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
@@ -278,7 +278,12 @@ impl ChargeStore for SqlStore {
         self.budget(tenant, service).await
     }
 
-    async fn apply_charges(&self, ops: &[ChargeOp], at: Timestamp) -> StoreResult<Vec<ChargeOpResult>> {
+    async fn apply_charges(
+        &self,
+        ops: &[ChargeOp],
+        at: Timestamp,
+        margins: ExpiryMargins,
+    ) -> StoreResult<Vec<ChargeOpResult>> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -345,12 +350,12 @@ impl ChargeStore for SqlStore {
                     ChargeOp::Reserve(new) => {
                         let key = (new.tenant_id.clone(), new.service.clone());
                         let Some(budget) = budgets.get_mut(&key) else {
-                            results.push(ChargeOpResult::Refused { available: Amount::ZERO });
+                            results.push(ChargeOpResult::Refused { available: Amount::ZERO, expiring: false });
                             continue;
                         };
-                        let available = budget.available(at);
+                        let available = budget.available(at, margins);
                         if new.amount > available {
-                            ChargeOpResult::Refused { available }
+                            ChargeOpResult::Refused { available, expiring: budget.expiring(at, margins) }
                         } else {
                             budget.held = add(budget.held, new.amount)?;
                             holds.push(new);
@@ -366,14 +371,19 @@ impl ChargeStore for SqlStore {
                                 .get_mut(&key)
                                 .ok_or_else(|| StoreError::Corrupt(format!("charge {id} has no budget")))?;
                             budget.held = sub(budget.held, charged)?;
-                            if matches!(op, ChargeOp::Capture(_)) {
+                            changed.push(key);
+                            if !matches!(op, ChargeOp::Capture(_)) {
+                                released.push(id.as_str());
+                                ChargeOpResult::Done
+                            } else if budget.may_capture(at, margins) {
                                 budget.unsettled = add(budget.unsettled, charged)?;
                                 captured.push(id.as_str());
+                                ChargeOpResult::Done
                             } else {
+                                // Too late to settle before the allowance expires: released.
                                 released.push(id.as_str());
+                                ChargeOpResult::Expired
                             }
-                            changed.push(key);
-                            ChargeOpResult::Done
                         }
                     },
                 };
@@ -504,7 +514,7 @@ impl ChargeStore for SqlStore {
             stale.into_iter().map(|id| ChargeOp::Release(prom_core::id::ChargeId::from_trusted(id))).collect();
         let mut released = 0;
         for chunk in ops.chunks(500) {
-            let results = self.apply_charges(chunk, Timestamp::now()).await?;
+            let results = self.apply_charges(chunk, Timestamp::now(), ExpiryMargins::NONE).await?;
             released += results.iter().filter(|r| **r == ChargeOpResult::Done).count() as u64;
         }
         Ok(released)

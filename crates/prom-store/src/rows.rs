@@ -1,5 +1,6 @@
 //! Database rows and their mapping to domain records. Rows hold only portable types (text,
-//! 64-bit integers, bytes) so one definition decodes on SQLite and PostgreSQL alike.
+//! 64-bit integers, bytes, booleans: SQLite's 0/1 integers decode as `bool` too) so one definition
+//! decodes on SQLite and PostgreSQL alike.
 
 use prom_core::access::{Role, Scope};
 use prom_core::audit::{ActorView, AuditEvent, AuditTarget};
@@ -183,7 +184,7 @@ impl From<AuditRow> for AuditEvent {
 }
 
 pub(crate) const SERVICE_COLUMNS: &str =
-    "id, tenant_id, slug, name, description, upstream, prices, created_at, updated_at";
+    "id, tenant_id, slug, name, description, upstream, prices, charge_tool_errors, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ServiceRow {
@@ -194,6 +195,7 @@ pub(crate) struct ServiceRow {
     description: String,
     upstream: String,
     prices: String,
+    charge_tool_errors: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -224,6 +226,7 @@ impl TryFrom<ServiceRow> for ServiceRecord {
             description: row.description,
             upstream,
             prices,
+            charge_tool_errors: row.charge_tool_errors,
             created_at: Timestamp::from_millis(row.created_at),
             updated_at: Timestamp::from_millis(row.updated_at),
         })

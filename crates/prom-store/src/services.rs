@@ -81,6 +81,9 @@ fn changed_fields(before: &ServiceRecord, after: &ServiceRecord) -> Vec<&'static
     if before.prices != after.prices {
         changed.push("prices");
     }
+    if before.charge_tool_errors != after.charge_tool_errors {
+        changed.push("charge_tool_errors");
+    }
     changed
 }
 
@@ -95,6 +98,7 @@ impl ServiceStore for SqlStore {
             description: service.description,
             upstream: service.upstream,
             prices: service.prices,
+            charge_tool_errors: service.charge_tool_errors,
             created_at: service.created_at,
             updated_at: service.created_at,
         };
@@ -104,8 +108,8 @@ impl ServiceStore for SqlStore {
             let mut tx = pool.begin().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO services \
-                 (id, tenant_id, slug, name, description, upstream, prices, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                 (id, tenant_id, slug, name, description, upstream, prices, charge_tool_errors, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
             )
             .bind(record.id.as_str())
             .bind(record.tenant_id.as_str())
@@ -114,6 +118,7 @@ impl ServiceStore for SqlStore {
             .bind(&record.description)
             .bind(&upstream)
             .bind(&prices)
+            .bind(record.charge_tool_errors)
             .bind(record.created_at.as_millis())
             .execute(&mut *tx)
             .await
@@ -130,7 +135,11 @@ impl ServiceStore for SqlStore {
                 &record,
                 record.created_at,
                 ctx,
-                json!({ "upstream": upstream_kind(&record.upstream), "prices": record.prices }),
+                json!({
+                    "upstream": upstream_kind(&record.upstream),
+                    "prices": record.prices,
+                    "charge_tool_errors": record.charge_tool_errors,
+                }),
             );
             insert_audit!(&mut *tx, &event)?;
             tx.commit().await.map_err(db_err)?;
@@ -188,6 +197,7 @@ impl ServiceStore for SqlStore {
                 description: patch.description.unwrap_or_else(|| before.description.clone()),
                 upstream: patch.upstream.unwrap_or_else(|| before.upstream.clone()),
                 prices: patch.prices.unwrap_or_else(|| before.prices.clone()),
+                charge_tool_errors: patch.charge_tool_errors.unwrap_or(before.charge_tool_errors),
                 updated_at: at,
                 ..before.clone()
             };
@@ -198,13 +208,14 @@ impl ServiceStore for SqlStore {
                 return Ok(before);
             }
             sqlx::query(
-                "UPDATE services SET name = $1, description = $2, upstream = $3, prices = $4, updated_at = $5 \
-                 WHERE id = $6",
+                "UPDATE services SET name = $1, description = $2, upstream = $3, prices = $4, \
+                 charge_tool_errors = $5, updated_at = $6 WHERE id = $7",
             )
             .bind(&after.name)
             .bind(&after.description)
             .bind(upstream_json(&after.upstream)?)
             .bind(prices_json(&after.prices)?)
+            .bind(after.charge_tool_errors)
             .bind(at.as_millis())
             .bind(after.id.as_str())
             .execute(&mut *tx)
@@ -214,6 +225,11 @@ impl ServiceStore for SqlStore {
             if before.prices != after.prices {
                 // A price change changes what agents pay: the log keeps both sides of it.
                 details["prices"] = json!({ "before": before.prices, "after": after.prices });
+            }
+            if before.charge_tool_errors != after.charge_tool_errors {
+                // So does charging tool errors or not.
+                details["charge_tool_errors"] =
+                    json!({ "before": before.charge_tool_errors, "after": after.charge_tool_errors });
             }
             let event = service_event(AuditAction::ServiceUpdate, &after, at, ctx, details);
             insert_audit!(&mut *tx, &event)?;

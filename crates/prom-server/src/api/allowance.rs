@@ -51,9 +51,12 @@ pub struct AllowanceView {
     pub unsettled: String,
     /// Settled to the ledger since the last approval.
     pub settled: String,
-    /// What new paid calls may still use.
+    /// What new paid calls may still use (nothing from `paid_calls_stop_at` on).
     pub available: String,
     pub expires_at: Option<String>,
+    /// When new paid calls stop, a margin before `expires_at`, so that every charge is settled on
+    /// the ledger while the allowance stands.
+    pub paid_calls_stop_at: Option<String>,
     /// The allowance as the ledger reports it now (approved minus what settlements consumed).
     pub ledger_allowance: String,
     /// The tenant's wallet balance on the ledger.
@@ -90,8 +93,9 @@ async fn view(state: &AppState, budget: &Budget) -> Result<AllowanceView, ApiErr
         held: budget.held.to_string(),
         unsettled: budget.unsettled.to_string(),
         settled: budget.settled.to_string(),
-        available: budget.available(Timestamp::now()).to_string(),
+        available: budget.available(Timestamp::now(), state.charges.margins()).to_string(),
         expires_at: budget.expires_at.map(|at| at.to_string()),
+        paid_calls_stop_at: budget.expires_at.map(|at| at.plus_millis(-state.charges.margins().hold_ms).to_string()),
         ledger_allowance: on_ledger.allowance.to_string(),
         wallet_balance: balance.to_string(),
     })
@@ -139,6 +143,18 @@ pub async fn set_allowance(
             ApiError::InvalidRequest("expires_at must be an RFC 3339 time like 2026-12-31T23:59:59Z".into())
         })?),
     };
+    // Paid calls stop a margin before the allowance expires, so that every charge is settled
+    // while it stands: an expiry within that margin would approve an allowance nothing can use.
+    let margin_secs = state.charges.margins().hold_ms / 1000;
+    if let Some(at) = expires_at
+        && at <= Timestamp::now().plus_millis(state.charges.margins().hold_ms)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "expires_at is in the past or less than {margin_secs} s from now: paid calls stop {margin_secs} s \
+             before an allowance expires, so that every charge is settled on the ledger while the allowance \
+             stands; choose a later time"
+        )));
+    }
     // The approval replaces the allowance and the budget's `settled` restarts at zero, so the new
     // amount must still cover what paid calls have held or captured and not yet settled: the ledger
     // would refuse to transfer more than the allowance, and the provider would go unpaid.

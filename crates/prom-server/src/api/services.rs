@@ -207,7 +207,7 @@ fn view(principal: &Principal, record: &ServiceRecord, publishers: &HashMap<Tena
 /// Publishes a service of the caller's tenant at `/mcp/{slug}`.
 #[utoipa::path(post, path = "/v1/services", request_body = CreateServiceRequest, security(("session" = [])), responses(
     (status = 201, body = ServiceView, description = "Published"),
-    (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad slug, name, description, upstream or price"),
+    (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad slug, name, description, upstream, price or charge_tool_errors"),
     (status = 401, body = ErrorBody, description = "TOKEN_MISSING or TOKEN_INVALID"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin, or a stdio command not allowed"),
     (status = 409, body = ErrorBody, description = "CONFLICT: the slug is taken"),
@@ -228,6 +228,7 @@ pub async fn create_service(
         description: parse_description(&request.description)?,
         upstream: parse_upstream(request.upstream, &state.config)?,
         prices: parse_prices(request.prices)?,
+        charge_tool_errors: request.charge_tool_errors,
         created_at: Timestamp::now(),
     };
     let record = state.store.create_service(new, &principal.audit_context(&meta)).await?;
@@ -270,7 +271,7 @@ pub async fn get_service(
 #[utoipa::path(patch, path = "/v1/services/{slug}", request_body = UpdateServiceRequest, security(("session" = [])),
     params(("slug" = String, Path)), responses(
     (status = 200, body = ServiceView),
-    (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad name, description, upstream or price"),
+    (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad name, description, upstream, price or charge_tool_errors"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin, or a stdio command not allowed"),
     (status = 404, body = ErrorBody, description = "NOT_FOUND: no such service published by your tenant"),
 ))]
@@ -288,6 +289,7 @@ pub async fn update_service(
         description: request.description.as_deref().map(parse_description).transpose()?,
         upstream: request.upstream.map(|spec| parse_upstream(spec, &state.config)).transpose()?,
         prices: request.prices.map(parse_prices).transpose()?,
+        charge_tool_errors: request.charge_tool_errors,
     };
     let record = state
         .store

@@ -226,6 +226,10 @@ pub struct CreateServiceRequest {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
     pub prices: BTreeMap<String, serde_json::Value>,
+    /// Whether a paid call whose result has `isError: true` is charged. Defaults to `false`: such
+    /// calls are not charged.
+    #[serde(default)]
+    pub charge_tool_errors: bool,
 }
 
 /// A partial update: fields left out stay as they are; `prices` replaces the whole price list.
@@ -242,6 +246,9 @@ pub struct UpdateServiceRequest {
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub prices: Option<BTreeMap<String, serde_json::Value>>,
+    /// Whether a paid call whose result has `isError: true` is charged.
+    #[serde(default)]
+    pub charge_tool_errors: Option<bool>,
 }
 
 /// A service as the App Store lists it.
@@ -255,6 +262,10 @@ pub struct ServiceView {
     /// Price per tool in the token's smallest unit, as decimal strings.
     #[schema(value_type = BTreeMap<String, String>)]
     pub prices: Prices,
+    /// Whether a paid call whose result has `isError: true` is charged (`false`: only successful
+    /// results are charged).
+    #[serde(default)]
+    pub charge_tool_errors: bool,
     /// Where agents connect: `/mcp/{slug}` on this server.
     pub mcp_path: String,
     pub created_at: String,
@@ -291,6 +302,7 @@ impl ServiceView {
             description: record.description.clone(),
             publisher: publisher.to_owned(),
             prices: record.prices.clone(),
+            charge_tool_errors: record.charge_tool_errors,
             mcp_path: format!("/mcp/{}", record.slug),
             created_at: record.created_at.to_string(),
             updated_at: record.updated_at.to_string(),

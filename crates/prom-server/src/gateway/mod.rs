@@ -218,11 +218,16 @@ async fn read_message(
         let id = charge.id.clone();
         match state.charges.apply(ChargeOp::Reserve(charge)).await {
             Ok(ChargeOpResult::Held) => {
-                watch = Some(pending.with_charge(HeldCharge { id, book: state.charges.clone() }))
+                watch = Some(pending.with_charge(HeldCharge {
+                    id,
+                    book: state.charges.clone(),
+                    charge_tool_errors: service.charge_tool_errors,
+                }))
             }
-            Ok(ChargeOpResult::Refused { available }) => {
+            Ok(ChargeOpResult::Refused { available, expiring }) => {
                 pending.finish(Outcome::AllowanceExceeded);
-                return Ok(Err(allowance_exceeded(state, service, headers, envelope.request_id(), price, available)));
+                let refusal = Refusal { price, available, expiring };
+                return Ok(Err(allowance_exceeded(state, service, headers, envelope.request_id(), refusal)));
             }
             Ok(other) => {
                 return Err(ApiError::internal(std::io::Error::other(format!("unexpected hold result {other:?}"))));
@@ -243,6 +248,14 @@ async fn read_message(
 /// JSON-RPC error code of a paid call the allowance cannot cover.
 pub const ALLOWANCE_EXCEEDED_CODE: i64 = -32402;
 
+/// Why a hold was refused.
+struct Refusal {
+    price: Amount,
+    available: Amount,
+    /// The allowance expires within the hold margin (or has expired).
+    expiring: bool,
+}
+
 /// The answer to a paid call the allowance cannot cover: a JSON-RPC error (the upstream was never
 /// called) that says what the call costs, what is left, and where the allowance is managed.
 fn allowance_exceeded(
@@ -250,8 +263,7 @@ fn allowance_exceeded(
     service: &ServiceRecord,
     headers: &HeaderMap,
     id: Option<&Value>,
-    price: Amount,
-    available: Amount,
+    Refusal { price, available, expiring }: Refusal,
 ) -> Response {
     let base = match &state.config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
@@ -266,16 +278,28 @@ fn allowance_exceeded(
         "id": id.cloned().unwrap_or(Value::Null),
         "error": {
             "code": ALLOWANCE_EXCEEDED_CODE,
-            "message": format!(
-                "ALLOWANCE_EXCEEDED: this call costs {price} but only {available} is left of your allowance for {}; \
-                 raise it at {manage_url} (or PUT /v1/services/{}/allowance)",
-                service.slug, service.slug
-            ),
+            "message": if expiring {
+                format!(
+                    "ALLOWANCE_EXCEEDED: your allowance for {} has expired, or expires too soon for this call to be \
+                     settled (paid calls stop {} s before it expires); approve it again with a later expires_at at \
+                     {manage_url} (or PUT /v1/services/{}/allowance)",
+                    service.slug,
+                    state.charges.margins().hold_ms / 1000,
+                    service.slug
+                )
+            } else {
+                format!(
+                    "ALLOWANCE_EXCEEDED: this call costs {price} but only {available} is left of your allowance for \
+                     {}; raise it at {manage_url} (or PUT /v1/services/{}/allowance)",
+                    service.slug, service.slug
+                )
+            },
             "data": {
                 "code": "ALLOWANCE_EXCEEDED",
                 "service": service.slug.as_str(),
                 "price": price.to_string(),
                 "available": available.to_string(),
+                "expiring": expiring,
                 "manage_url": manage_url,
             }
         }

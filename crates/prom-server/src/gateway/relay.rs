@@ -59,6 +59,20 @@ pub struct Watch {
 pub struct HeldCharge {
     pub id: ChargeId,
     pub book: ChargeBook,
+    /// The service's setting when the hold was placed: a result with `isError: true` is charged.
+    pub charge_tool_errors: bool,
+}
+
+impl HeldCharge {
+    /// Whether a call that ended with `outcome` is charged: a result, or a tool error on a
+    /// service that charges those. Anything else is released.
+    fn captures(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Ok => true,
+            Outcome::ToolError => self.charge_tool_errors,
+            Outcome::RpcError | Outcome::UpstreamError | Outcome::Incomplete | Outcome::AllowanceExceeded => false,
+        }
+    }
 }
 
 impl Watch {
@@ -99,25 +113,38 @@ impl Watch {
         self.charge.is_some()
     }
 
-    /// Ends the call: captures its charge when it succeeded, releases it otherwise — durably —
-    /// then records usage. An error means the capture could not be written: the result must not
-    /// be delivered, since it would be served uncharged.
+    /// Ends the call: captures its charge when it succeeded (or ended in a tool error on a service
+    /// that charges those), releases it otherwise — durably — then records usage. An error means
+    /// the capture could not be written: the result must not be delivered, since it would be
+    /// served uncharged.
     pub async fn settle(&mut self, outcome: Outcome) -> Result<(), ChargeError> {
         if self.finished {
             return Ok(());
         }
         if let Some(charge) = self.charge.take() {
-            let op = if outcome == Outcome::Ok { ChargeOp::Capture(charge.id) } else { ChargeOp::Release(charge.id) };
+            let capture = charge.captures(outcome);
+            let op = if capture { ChargeOp::Capture(charge.id) } else { ChargeOp::Release(charge.id) };
             let applied = match charge.book.apply(op.clone()).await {
                 // Another process released the hold (it took this one for dead): serving the
                 // result now would serve it uncharged.
-                Ok(ChargeOpResult::NotHeld) if outcome == Outcome::Ok => Err(ChargeError::NotHeld),
+                Ok(ChargeOpResult::NotHeld) if capture => Err(ChargeError::NotHeld),
+                // The allowance expires before this charge could be settled: released, withheld.
+                Ok(ChargeOpResult::Expired) => Err(ChargeError::Expired),
                 Ok(_) => Ok(()),
                 Err(err) => Err(err),
             };
+            if let Err(ChargeError::Expired) = applied {
+                tracing::warn!(
+                    service = %self.service,
+                    "a paid call ended too close to its allowance's expiry to be settled; its result was withheld \
+                     and nothing was charged"
+                );
+                self.finish(Outcome::AllowanceExceeded);
+                return Err(ChargeError::Expired);
+            }
             if let Err(err) = applied {
                 tracing::error!(error = %err, "could not settle a paid call; its hold stays until repaired");
-                if outcome == Outcome::Ok {
+                if capture {
                     // The hold is still there: give it back, since the result is withheld.
                     if let ChargeOp::Capture(id) = op {
                         charge.book.apply_later(ChargeOp::Release(id));

@@ -77,7 +77,7 @@ async fn approving_sets_the_budget_that_paid_calls_draw_on() {
         json!({
             "service": "paid",
             "approved": "1000", "held": "0", "unsettled": "0", "settled": "0", "available": "1000",
-            "expires_at": null, "ledger_allowance": "1000", "wallet_balance": "10000",
+            "expires_at": null, "paid_calls_stop_at": null, "ledger_allowance": "1000", "wallet_balance": "10000",
         })
     );
     assert_eq!(allowance(&owner).await, view, "GET shows what PUT answered");
@@ -143,8 +143,9 @@ async fn a_new_approval_replaces_the_old_one_with_compare_and_swap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_allowance_stops_paying_when_it_expires() {
+async fn paid_calls_stop_a_margin_before_the_allowance_expires_so_every_charge_settles() {
     let app = spawn().await;
+    let margin = app.state.charges.margins();
     let owner = paid_service(&app, 10_000).await;
     let past = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": "2020-01-01T00:00:00Z" })).await;
     let message = expect_error(&past, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
@@ -152,23 +153,40 @@ async fn an_allowance_stops_paying_when_it_expires() {
     let vague = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": "tomorrow" })).await;
     let message = expect_error(&vague, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
     assert!(message.contains("RFC 3339"), "{message}");
+    // An expiry within the margin would approve an allowance no paid call could use.
+    let soon = Timestamp::now().plus_millis(margin.hold_ms - 1_000);
+    let too_soon = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": soon.to_string() })).await;
+    let message = expect_error(&too_soon, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    assert!(message.contains(&format!("paid calls stop {} s before", margin.hold_ms / 1000)), "{message}");
     assert_eq!(figures(&allowance(&owner).await), ["0", "0", "0", "0", "0"], "nothing was approved");
 
-    let expires_at = Timestamp::now().plus_seconds(3);
+    // Paid calls stop 3 s from now, a margin before the allowance expires.
+    let expires_at = Timestamp::now().plus_millis(margin.hold_ms + 3_000);
+    let stop = expires_at.plus_millis(-margin.hold_ms);
     let view = approve(&owner, json!({ "amount": "1000", "expires_at": expires_at.to_string() })).await;
     assert_eq!(view["expires_at"], expires_at.to_string());
+    assert_eq!(view["paid_calls_stop_at"], stop.to_string());
     assert_eq!(view["available"], "1000");
     let (_, key) = owner.create_key("agent").await;
     let paid = tool_call(&app, "paid", &key, 1, "echo").await;
-    assert!(paid.get("result").is_some(), "before the expiry the call is paid: {paid}");
+    assert!(paid.get("result").is_some(), "before the stop the call is paid: {paid}");
 
-    let wait = expires_at.as_millis() - Timestamp::now().as_millis() + 200;
+    let wait = stop.as_millis() - Timestamp::now().as_millis() + 200;
     tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
     let refused = tool_call(&app, "paid", &key, 2, "echo").await;
-    assert_eq!(refused["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{refused}");
-    let expired = allowance(&owner).await;
-    assert_eq!(figures(&expired), ["1000", "0", "100", "0", "0"]);
-    assert_eq!(expired["ledger_allowance"], "0", "the ledger's approval has lapsed too");
+    let data = &refused["error"]["data"];
+    assert_eq!((&data["code"], &data["expiring"]), (&json!("ALLOWANCE_EXCEEDED"), &json!(true)), "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("later expires_at"), "the refusal says what to do: {message}");
+    let stopped = allowance(&owner).await;
+    assert_eq!(figures(&stopped), ["1000", "0", "100", "0", "0"]);
+    // The allowance still stands on the ledger, so the charge captured before the stop settles.
+    assert_eq!(stopped["ledger_allowance"], "1000");
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.failed_batches), (1, 0), "{report:?}");
+    let settled = allowance(&owner).await;
+    assert_eq!(figures(&settled), ["1000", "0", "0", "100", "0"]);
+    assert_eq!(settled["ledger_allowance"], "900");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

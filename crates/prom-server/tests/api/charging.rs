@@ -307,7 +307,10 @@ async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
     let settled =
         app.state.store.budget(&tenant(&consumer), &ServiceSlug::parse("paid").expect("slug")).await.expect("budget");
     assert_eq!((settled.unsettled, settled.settled), (Amount::ZERO, Amount::new(3 * PRICE)));
-    assert_eq!(settled.available(prom_core::time::Timestamp::now()), Amount::new(1000 - 3 * PRICE));
+    assert_eq!(
+        settled.available(prom_core::time::Timestamp::now(), prom_core::charge::ExpiryMargins::NONE),
+        Amount::new(1000 - 3 * PRICE)
+    );
     assert_eq!(app.state.settler.settle_once().await.settled_batches, 0, "nothing is settled twice");
 
     // A crash between the ledger call and its record: the batch is recorded, the ledger applied
@@ -375,7 +378,11 @@ async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
     assert!(lowered.is_ok());
     app.state.settler.settle_once().await;
     let capped = app.state.store.budget(&tenant(&consumer), &slug).await.expect("budget");
-    assert_eq!(capped.available(prom_core::time::Timestamp::now()), Amount::new(PRICE), "{capped:?}");
+    assert_eq!(
+        capped.available(prom_core::time::Timestamp::now(), prom_core::charge::ExpiryMargins::NONE),
+        Amount::new(PRICE),
+        "{capped:?}"
+    );
     assert!(
         answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(6, "echo"), &[]).await).await.get("result").is_some()
     );
@@ -404,7 +411,12 @@ async fn holds_of_calls_that_died_with_the_process_are_released_at_start() {
         amount: Amount::new(PRICE),
         at: Timestamp::now(),
     };
-    let placed = app.state.store.apply_charges(&[ChargeOp::Reserve(hold)], Timestamp::now()).await.expect("hold");
+    let placed = app
+        .state
+        .store
+        .apply_charges(&[ChargeOp::Reserve(hold)], Timestamp::now(), prom_core::charge::ExpiryMargins::NONE)
+        .await
+        .expect("hold");
     assert_eq!(placed, vec![ChargeOpResult::Held]);
     // Placed in the database, as a node sharing it (or an earlier process) would: read it there.
     let slug = ServiceSlug::parse("paid").expect("slug");
@@ -415,4 +427,35 @@ async fn holds_of_calls_that_died_with_the_process_are_released_at_start() {
     let after = app.state.store.budget(&tenant(&owner), &slug).await.expect("budget");
     assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::ZERO));
     assert_eq!(app.state.store.release_stale_holds(Timestamp::now().plus_seconds(1)).await.expect("again"), 0);
+}
+
+/// A call held in time that ends within the capture margin of the allowance's expiry could not be
+/// settled before the ledger stops honouring the allowance: it is released, its result withheld,
+/// and new calls are refused as expiring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withheld() {
+    let (app, owner, upstream) = paid_setup(10 * PRICE).await;
+    let (_, key) = owner.create_key("agent").await;
+    let margins = app.state.charges.margins();
+    // The stream's result waits for the test: meanwhile the allowance is re-approved to expire
+    // within the capture margin.
+    let streamed = mcp_post(&app, "paid", Cred::ApiKey(&key), &call(1, "stream"), &[]).await;
+    assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the call is held");
+    let slug = ServiceSlug::parse("paid").expect("slug");
+    let expiry = prom_core::time::Timestamp::now().plus_millis(margins.capture_ms / 2);
+    app.state.store.set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry)).await.expect("approve");
+    app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
+    upstream.first_event_read.notify_one();
+    // The body is cut off before the result: the agent never gets what it was not charged for.
+    let body = streamed.text().await.unwrap_or_default();
+    assert!(!body.contains("\"result\""), "the result was withheld: {body}");
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::ZERO), "released, not captured: {after:?}");
+
+    // New calls are refused as expiring, without reaching the upstream.
+    let calls_before = upstream_calls(&upstream);
+    let refused = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(2, "echo"), &[]).await).await;
+    assert_eq!(refused["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{refused}");
+    assert_eq!(refused["error"]["data"]["expiring"], true, "{refused}");
+    assert_eq!(upstream_calls(&upstream), calls_before);
 }

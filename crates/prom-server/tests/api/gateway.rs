@@ -55,6 +55,11 @@ async fn upstream_post(State(up): State<Scripted>, headers: HeaderMap, body: Str
             result(json!({"content":[{"type":"text","text":message["params"]["arguments"]["text"]}]})).into_response()
         }
         (Some("tools/call"), Some("broken")) => result(json!({"content":[],"isError":true})).into_response(),
+        (Some("tools/call"), Some("broken-later")) => {
+            // A tool error, once the test says so (it changes the world meanwhile).
+            up.first_event_read.notified().await;
+            result(json!({"content":[],"isError":true})).into_response()
+        }
         (Some("tools/call"), Some("stream")) => {
             let gate = up.first_event_read.clone();
             let final_event = sse_event("e4", &json!({"jsonrpc":"2.0","id":id,"result":{"content":[]}}));
@@ -182,6 +187,7 @@ pub(crate) async fn register_priced(app: &TestApp, owner: &TestUser, slug: &str,
                 description: "scripted upstream".into(),
                 upstream: Upstream::Http { url: url.to_owned() },
                 prices,
+                charge_tool_errors: false,
                 created_at: Timestamp::now(),
             },
             &AuditContext::admin_cli(),

@@ -30,6 +30,7 @@ fn public_view(publisher: &str, prices: Value) -> Value {
         "description": "What weather does.",
         "publisher": publisher,
         "prices": prices,
+        "charge_tool_errors": false,
         "mcp_path": "/mcp/weather",
     })
 }
@@ -328,7 +329,10 @@ async fn every_service_change_writes_its_audit_row() {
     let target = |label: &str| json!({ "type": "service", "id": "weather", "label": label });
     let targets: Vec<_> = events.iter().map(|event| event["target"].clone()).collect();
     assert_eq!(targets, [target("Weather Pro"), target("Weather Pro"), target("weather service")]);
-    assert_eq!(events[2]["details"], json!({ "upstream": "http", "prices": { "search": "250" } }));
+    assert_eq!(
+        events[2]["details"],
+        json!({ "upstream": "http", "prices": { "search": "250" }, "charge_tool_errors": false })
+    );
     assert_eq!(
         events[1]["details"],
         json!({

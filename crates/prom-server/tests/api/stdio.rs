@@ -37,6 +37,7 @@ async fn setup() -> Setup {
                 description: "a stdio upstream".into(),
                 upstream: Upstream::Stdio { command: "python3".into(), args: vec![script], env },
                 prices: BTreeMap::new(),
+                charge_tool_errors: false,
                 created_at: Timestamp::now(),
             },
             &AuditContext::admin_cli(),

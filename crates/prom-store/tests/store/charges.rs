@@ -2,7 +2,7 @@
 //! against each budget (never past what was approved), and charges resolved in memory written once
 //! in their final state, merged with what others changed in the budget row meanwhile.
 
-use prom_core::charge::{ChargeOp, ChargeOpResult, ChargeState, NewCharge, ResolvedCharge};
+use prom_core::charge::{ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
 use prom_core::id::{ChargeId, KeyId};
 use prom_core::money::Amount;
 use prom_core::store::ChargeStore;
@@ -39,20 +39,27 @@ async fn a_batch_holds_in_order_and_never_past_the_approval(store: SqlStore) {
 
     let (a, b, c) = (hold(&tenant, &key.id, BIG), hold(&tenant, &key.id, 2 * BIG), hold(&tenant, &key.id, 1));
     let ops = [ChargeOp::Reserve(a.clone()), ChargeOp::Reserve(b.clone()), ChargeOp::Reserve(c.clone())];
-    let results = store.apply_charges(&ops, t0()).await.unwrap();
+    let results = store.apply_charges(&ops, t0(), ExpiryMargins::NONE).await.unwrap();
     assert_eq!(
         results,
-        [ChargeOpResult::Held, ChargeOpResult::Held, ChargeOpResult::Refused { available: Amount::ZERO }]
+        [
+            ChargeOpResult::Held,
+            ChargeOpResult::Held,
+            ChargeOpResult::Refused { available: Amount::ZERO, expiring: false }
+        ]
     );
 
     // Capture one, release the other, and resolve the first again in the same batch: no effect.
     let ops = [ChargeOp::Capture(a.id.clone()), ChargeOp::Release(b.id.clone()), ChargeOp::Release(a.id.clone())];
-    let results = store.apply_charges(&ops, shift(t0(), 5)).await.unwrap();
+    let results = store.apply_charges(&ops, shift(t0(), 5), ExpiryMargins::NONE).await.unwrap();
     assert_eq!(results, [ChargeOpResult::Done, ChargeOpResult::Done, ChargeOpResult::NotHeld]);
-    assert_eq!(store.apply_charges(&[ChargeOp::Capture(c.id)], t0()).await.unwrap(), [ChargeOpResult::NotHeld]);
+    assert_eq!(
+        store.apply_charges(&[ChargeOp::Capture(c.id)], t0(), ExpiryMargins::NONE).await.unwrap(),
+        [ChargeOpResult::NotHeld]
+    );
     let budget = store.budget(&tenant, &alpha).await.unwrap();
     assert_eq!((budget.held, budget.unsettled), (Amount::ZERO, Amount::new(BIG)));
-    assert_eq!(budget.available(t0()), Amount::new(2 * BIG));
+    assert_eq!(budget.available(t0(), ExpiryMargins::NONE), Amount::new(2 * BIG));
 }
 
 async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlStore) {
@@ -90,7 +97,10 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
 
     // The rows are final: neither can be captured or released again, and only the capture settles.
     let again = [ChargeOp::Release(captured.id.clone()), ChargeOp::Capture(released.id.clone())];
-    assert_eq!(store.apply_charges(&again, t0()).await.unwrap(), [ChargeOpResult::NotHeld, ChargeOpResult::NotHeld]);
+    assert_eq!(
+        store.apply_charges(&again, t0(), ExpiryMargins::NONE).await.unwrap(),
+        [ChargeOpResult::NotHeld, ChargeOpResult::NotHeld]
+    );
     let batch = store.open_settlement(&tenant, &alpha, 1, t0()).await.unwrap().expect("a batch");
     assert_eq!(batch.amount, Amount::new(2 * BIG));
 

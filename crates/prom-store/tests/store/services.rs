@@ -1,5 +1,5 @@
 //! Services: register and read back, list, patch each field, delete and reuse a slug, slug
-//! conflicts, tenant isolation, exact prices and upstreams.
+//! conflicts, tenant isolation, exact prices and upstreams, and whether tool errors are charged.
 
 use std::collections::BTreeMap;
 
@@ -43,7 +43,10 @@ async fn created_service_reads_back_the_same_everywhere(store: SqlStore) {
     assert_eq!(events[0].at, now);
     assert_eq!(events[0].target, Some(AuditTarget::service("weather-pro", "weather-pro service")));
     assert_eq!(events[0].actor.id.as_deref(), Some(owner.user.id.as_str()));
-    assert_eq!(events[0].details, json!({ "upstream": "http", "prices": { "search": "250" } }));
+    assert_eq!(
+        events[0].details,
+        json!({ "upstream": "http", "prices": { "search": "250" }, "charge_tool_errors": false })
+    );
 }
 
 async fn list_is_by_slug_across_tenants_and_skips_deleted(store: SqlStore) {
@@ -301,6 +304,51 @@ async fn upstreams_round_trip(store: SqlStore) {
     }
 }
 
+async fn charge_tool_errors_is_stored_patched_and_read_back(store: SqlStore) {
+    let owner = owner_of(&store, "acme").await;
+    let (tenant, ctx) = (owner.tenant_id(), owner.ctx());
+    let t0 = Timestamp::now();
+    let plain = store.create_service(new_service(&owner, "plain", t0), &ctx).await.unwrap();
+    assert!(!plain.charge_tool_errors);
+    let mut charging = new_service(&owner, "charging", t0);
+    charging.charge_tool_errors = true;
+    let charging = store.create_service(charging, &ctx).await.unwrap();
+    assert!(charging.charge_tool_errors);
+    assert_eq!(store.get_service(&charging.slug).await.unwrap(), Some(charging.clone()));
+    assert_eq!(store.get_service(&plain.slug).await.unwrap(), Some(plain.clone()));
+    assert_eq!(store.list_services().await.unwrap(), vec![charging.clone(), plain.clone()]);
+
+    // Off, then off again (no change: nothing written), then on for the other service.
+    let off = || ServicePatch { charge_tool_errors: Some(false), ..ServicePatch::default() };
+    let at = shift(t0, 1_000);
+    let turned_off = store.update_service(tenant, &charging.slug, off(), at, &ctx).await.unwrap();
+    assert_eq!(turned_off, ServiceRecord { charge_tool_errors: false, updated_at: at, ..charging.clone() });
+    assert_eq!(store.get_service(&charging.slug).await.unwrap(), Some(turned_off.clone()));
+    let again = store.update_service(tenant, &charging.slug, off(), shift(t0, 2_000), &ctx).await.unwrap();
+    assert_eq!(again, turned_off, "patching the value it has changes nothing");
+    let on = ServicePatch { charge_tool_errors: Some(true), ..ServicePatch::default() };
+    store.update_service(tenant, &plain.slug, on, shift(t0, 3_000), &ctx).await.unwrap();
+    // A patch of another field leaves the setting as it is.
+    let rename = ServicePatch { name: Some("Plain".into()), ..ServicePatch::default() };
+    store.update_service(tenant, &plain.slug, rename, shift(t0, 4_000), &ctx).await.unwrap();
+    let read = store.get_service(&plain.slug).await.unwrap().unwrap();
+    assert_eq!((read.name.as_str(), read.charge_tool_errors), ("Plain", true));
+    assert!(!store.get_service(&charging.slug).await.unwrap().unwrap().charge_tool_errors);
+
+    let created = store.list_audit(tenant, &by_action(AuditAction::ServiceCreate)).await.unwrap();
+    let logged: BTreeMap<_, _> = created
+        .iter()
+        .map(|e| (e.target.as_ref().map(|t| t.id.clone()), e.details["charge_tool_errors"].clone()))
+        .collect();
+    assert_eq!(logged, BTreeMap::from([(Some("charging".into()), json!(true)), (Some("plain".into()), json!(false))]));
+    let updates = store.list_audit(tenant, &by_action(AuditAction::ServiceUpdate)).await.unwrap();
+    let changed: Vec<_> = updates.iter().map(|e| e.details["changed"].clone()).collect();
+    assert_eq!(changed, [json!(["name"]), json!(["charge_tool_errors"]), json!(["charge_tool_errors"])]);
+    assert_eq!(updates[1].details["charge_tool_errors"], json!({ "before": false, "after": true }));
+    assert_eq!(updates[2].details["charge_tool_errors"], json!({ "before": true, "after": false }));
+    assert_eq!(updates[0].details.get("charge_tool_errors"), None, "only a change of the setting is logged");
+}
+
 store_tests!(
     created_service_reads_back_the_same_everywhere,
     list_is_by_slug_across_tenants_and_skips_deleted,
@@ -313,4 +361,5 @@ store_tests!(
     other_tenant_cannot_update_or_delete,
     prices_round_trip_exactly,
     upstreams_round_trip,
+    charge_tool_errors_is_stored_patched_and_read_back,
 );

@@ -166,6 +166,7 @@ pub fn new_service(owner: &Owner, slug: &str, created_at: Timestamp) -> NewServi
         description: format!("What {slug} does."),
         upstream: Upstream::Http { url: format!("https://{slug}.example/mcp") },
         prices: prices(&[("search", 250)]),
+        charge_tool_errors: false,
         created_at,
     }
 }

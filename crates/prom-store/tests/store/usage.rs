@@ -2,7 +2,7 @@
 //! captured charges (held and released ones cost nothing), grouped by key, tool or UTC day,
 //! filtered by key, service and a half-open time range, and never another tenant's.
 
-use prom_core::charge::{ChargeOp, ChargeOpResult, NewCharge};
+use prom_core::charge::{ChargeOp, ChargeOpResult, ExpiryMargins, NewCharge};
 use prom_core::id::{ChargeId, KeyId, TenantId};
 use prom_core::money::Amount;
 use prom_core::store::{ChargeStore, KeyRecord, UsageStore};
@@ -55,14 +55,17 @@ async fn charge(store: &SqlStore, key: &KeyRecord, service: &str, tool: &str, am
         amount: Amount::new(amount),
         at,
     };
-    let held = store.apply_charges(&[ChargeOp::Reserve(hold)], at).await.unwrap();
+    let held = store.apply_charges(&[ChargeOp::Reserve(hold)], at, ExpiryMargins::NONE).await.unwrap();
     assert_eq!(held, [ChargeOpResult::Held]);
     let resolve = match end {
         End::Captured => ChargeOp::Capture(id),
         End::Released => ChargeOp::Release(id),
         End::StillHeld => return,
     };
-    assert_eq!(store.apply_charges(&[resolve], shift(at, 10)).await.unwrap(), [ChargeOpResult::Done]);
+    assert_eq!(
+        store.apply_charges(&[resolve], shift(at, 10), ExpiryMargins::NONE).await.unwrap(),
+        [ChargeOpResult::Done]
+    );
 }
 
 fn query(tenant: &TenantId, group_by: UsageGrouping) -> UsageQuery {

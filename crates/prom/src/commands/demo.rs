@@ -84,6 +84,7 @@ pub async fn start(state: &AppState, gateway: SocketAddr) -> anyhow::Result<Demo
                             .into(),
                         upstream,
                         prices,
+                        charge_tool_errors: false,
                         created_at: Timestamp::now(),
                     },
                     &ctx,
