@@ -8,7 +8,7 @@ use prom_core::money::Amount;
 use prom_core::store::{ChargeStore, KeyRecord, UsageStore};
 use prom_core::time::Timestamp;
 use prom_core::usage::{UsageEvent, UsageGroup, UsageGrouping, UsageQuery, UsageReport, UsageTotals};
-use prom_store::SqlStore;
+use prom_store::{Database, SqlStore};
 
 use crate::support::{hasher, insert_key, owner_of, service_slug, shift};
 
@@ -198,3 +198,59 @@ async fn usage_filters_by_key_service_and_half_open_range(store: SqlStore) {
 }
 
 store_tests!(usage_is_grouped_by_key_tool_and_day, usage_filters_by_key_service_and_half_open_range);
+
+/// Migration 0010 rebuilds `usage_events` on the embedded database (no AUTOINCREMENT, no foreign
+/// keys, one index): the rows written before it are all still there, with their ids, and new rows
+/// are numbered after them.
+#[tokio::test]
+async fn usage_written_before_the_lean_usage_table_survives_its_migration() {
+    use sqlx::Row;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("store.sqlite3");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(all.migrations.iter().filter(|m| m.version < 10).cloned().collect()),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    let old = sqlx::SqlitePool::connect_with(options.clone().foreign_keys(false)).await.unwrap();
+    before.run(&old).await.unwrap();
+    // The old table's foreign keys want a tenant and a key; this connection does not check them.
+    for (id, at) in [(7_i64, 1_000_i64), (8, 2_000)] {
+        sqlx::query(
+            "INSERT INTO usage_events (id, at, tenant_id, key_id, service, method, tool, outcome, latency_us, \
+             request_bytes, response_bytes) VALUES ($1, $2, 'tenant', 'key', 'demo', 'tools/call', 'echo', 'ok', 5, 6, 7)",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&old)
+        .await
+        .unwrap();
+    }
+    old.close().await;
+
+    let store = SqlStore::open(&Database::Sqlite { path: path.clone() }).await.unwrap();
+    let owner = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &owner, "agent", t0()).await;
+    store.record_usage(&[event(&key, "demo", Some("echo"), "ok", t0())], &[]).await.unwrap();
+    store.close().await;
+
+    let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let rows = sqlx::query("SELECT id, at, tenant_id, latency_us, response_bytes FROM usage_events ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
+    assert_eq!(ids, [7, 8, 9], "the old rows kept their ids; the new one comes after them");
+    assert_eq!((rows[1].get::<i64, _>("at"), rows[1].get::<i64, _>("response_bytes")), (2_000, 7));
+    assert_eq!(rows[2].get::<String, _>("tenant_id"), key.tenant_id.as_str());
+    let foreign_keys =
+        sqlx::query("SELECT * FROM pragma_foreign_key_list('usage_events')").fetch_all(&db).await.unwrap();
+    assert!(foreign_keys.is_empty(), "no foreign keys left");
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_index_list('usage_events')").fetch_all(&db).await.unwrap();
+    assert_eq!(indexes, ["usage_events_tenant_at"]);
+    db.close().await;
+}
