@@ -33,6 +33,7 @@ use self::relay::{HeldCharge, Watch};
 use self::sessions::SessionBindings;
 use self::stdio::{Outgoing, StdioUpstreams};
 use crate::auth::{AgentPrincipal, Principal};
+use crate::charging::ChargeError;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -486,11 +487,43 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let body = if is_sse {
+    let request_id = watch.as_ref().map(|watch| watch.request_id().clone());
+    let price = watch.as_ref().and_then(Watch::tool).map_or(Amount::ZERO, |tool| service.price_of(tool));
+    let relay = if is_sse {
         response = response.header("x-accel-buffering", "no");
         relay::relay_sse(upstream, watch)
     } else {
         relay::relay_json(upstream, watch)
     };
-    response.body(body).map_err(ApiError::internal)
+    match relay::body_of(relay).await {
+        Ok(body) => response.body(body).map_err(ApiError::internal),
+        Err(err) => withheld(state, service, headers, request_id.as_ref(), price, &err),
+    }
+}
+
+/// The answer to a call whose response failed before anything of it was sent: its charge could
+/// not be captured (the result is withheld and nothing was charged), or the upstream's body broke
+/// off at once.
+fn withheld(
+    state: &AppState,
+    service: &ServiceRecord,
+    headers: &HeaderMap,
+    id: Option<&Value>,
+    price: Amount,
+    err: &std::io::Error,
+) -> Result<Response, ApiError> {
+    match err.get_ref().and_then(|inner| inner.downcast_ref::<ChargeError>()) {
+        Some(ChargeError::Expired) => {
+            let refusal = Refusal { price, available: Amount::ZERO, expiring: true };
+            Ok(allowance_exceeded(state, service, headers, id, refusal))
+        }
+        Some(_) => Err(ApiError::Unavailable(
+            "this paid call could not be charged, so its result was withheld; nothing was charged, retry shortly"
+                .into(),
+        )),
+        None => Err(ApiError::UpstreamUnavailable(format!(
+            "the answer of the service {} broke off; try again later",
+            service.slug
+        ))),
+    }
 }

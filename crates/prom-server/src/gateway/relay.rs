@@ -7,7 +7,9 @@
 //! agent receives is altered by the watching; the one delay is deliberate and bounded: the chunk that
 //! carries the call's response waits up to [`END_GRACE`] for the upstream's end of stream, which
 //! follows at once from a server that closes the stream after the response as the spec advises,
-//! so the agent's client reads the last event and the end in one write.
+//! so the agent's client reads the last event and the end in one write. Likewise the response's
+//! head waits up to [`FIRST_GRACE`] for the body's first chunk ([`body_of`]), so that a short
+//! answer leaves in one write — head, body and end — instead of two.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -19,7 +21,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use prom_core::service::ServiceSlug;
 use prom_core::time::Timestamp;
 use prom_core::usage::UsageEvent;
@@ -111,6 +113,16 @@ impl Watch {
 
     pub fn is_charged(&self) -> bool {
         self.charge.is_some()
+    }
+
+    /// The JSON-RPC id of the request.
+    pub fn request_id(&self) -> &Value {
+        &self.request_id
+    }
+
+    /// The tool called, for `tools/call`.
+    pub fn tool(&self) -> Option<&str> {
+        self.tool.as_deref()
     }
 
     /// Ends the call: captures its charge when it succeeded (or ended in a tool error on a service
@@ -209,18 +221,60 @@ impl Drop for Watch {
 
 type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
+/// What the agent is sent, chunk by chunk.
+pub type RelayStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// How long a response's head waits for the first chunk of its body before it is sent alone. The
+/// upstream's body usually comes with its head, but reaches this task through the HTTP client's
+/// connection task a moment later; a short answer then leaves in one write (one TCP segment for
+/// the agent's client to read) instead of two. A body that takes longer is not waited for.
+const FIRST_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The next item of `stream`, if it is ready now or within `grace`; `None` if not yet (the stream
+/// keeps its place: nothing is lost by the wait's end).
+async fn next_within<S: Stream + Unpin>(stream: &mut S, grace: std::time::Duration) -> Option<Option<S::Item>> {
+    // First a few turns of the scheduler, without a timer: the item is usually on its way through
+    // the HTTP client's connection task, which runs meanwhile (a timer earlier than every other one
+    // wakes the runtime's driver, a system call of its own).
+    for _ in 0..SOON_TURNS {
+        if let Some(item) = stream.next().now_or_never() {
+            return Some(item);
+        }
+        tokio::task::yield_now().await;
+    }
+    tokio::time::timeout(grace, stream.next()).await.ok()
+}
+
+/// Scheduler turns [`next_within`] tries before it sets a timer.
+const SOON_TURNS: usize = 4;
+
+/// The response body for `relay`, with its first chunk already taken when it comes within
+/// [`FIRST_GRACE`], so the head and that chunk are written together. A first chunk that is an
+/// error comes back as the error: nothing has been sent yet, so the agent can be answered properly
+/// instead of with a cut connection.
+pub async fn body_of(mut relay: RelayStream) -> Result<Body, std::io::Error> {
+    Ok(match next_within(&mut relay, FIRST_GRACE).await {
+        Some(Some(Ok(first))) => {
+            Body::from_stream(futures_util::stream::once(std::future::ready(Ok(first))).chain(relay))
+        }
+        Some(Some(Err(err))) => return Err(err),
+        Some(None) => Body::empty(),
+        None => Body::from_stream(relay),
+    })
+}
+
 /// A JSON body: relayed chunk by chunk, read once complete. The body of a paid call is held back
 /// until its charge is captured.
-pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
+pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> RelayStream {
     let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
     let watch = match watch {
         Some(watch) if watch.is_charged() => {
-            return Body::from_stream(futures_util::stream::once(charged_json(stream, watch)));
+            return Box::pin(futures_util::stream::once(charged_json(stream, watch)));
         }
         other => other,
     };
     let state = (stream, watch, BytesMut::new());
-    Body::from_stream(futures_util::stream::unfold(state, |(mut stream, mut watch, mut kept)| async move {
+    Box::pin(futures_util::stream::unfold(state, |(mut stream, mut watch, mut kept)| async move {
         match stream.next().await {
             Some(Ok(chunk)) => {
                 if let Some(watch) = &watch {
@@ -229,13 +283,13 @@ pub fn relay_json(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
                         kept.extend_from_slice(&chunk);
                     }
                 }
-                Some((Ok::<Bytes, reqwest::Error>(chunk), (stream, watch, kept)))
+                Some((Ok::<Bytes, std::io::Error>(chunk), (stream, watch, kept)))
             }
             Some(Err(err)) => {
                 if let Some(watch) = &mut watch {
                     watch.finish(Outcome::UpstreamError);
                 }
-                Some((Err(err), (stream, None, kept)))
+                Some((Err(std::io::Error::other(err)), (stream, None, kept)))
             }
             None => {
                 if let Some(mut watch) = watch.take() {
@@ -284,13 +338,13 @@ enum Next {
 
 /// An SSE body: relayed unbuffered; each chunk is also fed to an SSE parser that looks for the
 /// response, inline (no extra task or channel on the hot path).
-pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
+pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> RelayStream {
     let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
     let Some(watch) = watch else {
-        return Body::from_stream(stream);
+        return Box::pin(stream.map(|item| item.map_err(std::io::Error::other)));
     };
     let state = (stream, Next::Read(Some(Box::new(SseWatcher::new(watch)))));
-    Body::from_stream(futures_util::stream::unfold(state, |(mut stream, next)| async move {
+    Box::pin(futures_util::stream::unfold(state, |(mut stream, next)| async move {
         let mut watcher = match next {
             Next::Read(watcher) => watcher,
             Next::Item(item) => return Some((item.map_err(std::io::Error::other), (stream, Next::Read(None)))),
@@ -304,14 +358,14 @@ pub fn relay_sse(upstream: reqwest::Response, watch: Option<Watch>) -> Body {
                     // The chunk carries the response: a paid call's charge is captured first, and
                     // meanwhile the end of the stream, due now, is awaited for a moment.
                     let (settled, after) =
-                        tokio::join!(active.watch.settle(outcome), tokio::time::timeout(END_GRACE, stream.next()));
+                        tokio::join!(active.watch.settle(outcome), next_within(&mut stream, END_GRACE));
                     if let Err(err) = settled {
                         return Some((Err(std::io::Error::other(err)), (stream, Next::End)));
                     }
                     let next = match after {
-                        Ok(None) => Next::End,
-                        Ok(Some(item)) => Next::Item(item),
-                        Err(_) => Next::Read(None),
+                        Some(None) => Next::End,
+                        Some(Some(item)) => Next::Item(item),
+                        None => Next::Read(None),
                     };
                     return Some((Ok(chunk), (stream, next)));
                 }

@@ -23,7 +23,7 @@ async fn paid_setup(approved: u128) -> (TestApp, TestUser, crate::gateway::Scrip
         &owner,
         "paid",
         &url,
-        &[("echo", PRICE), ("broken", PRICE), ("hang", PRICE), ("stream", PRICE)],
+        &[("echo", PRICE), ("broken", PRICE), ("hang", PRICE), ("stream", PRICE), ("echo-later", PRICE)],
     )
     .await;
     approve(&app, &owner, approved).await;
@@ -452,9 +452,35 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
     let after = budget(&app, &owner).await;
     assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::ZERO), "released, not captured: {after:?}");
 
+    // A JSON answer is held back whole, so the agent is told why instead of reading a cut body.
+    approve(&app, &owner, 10 * PRICE).await;
+    let request = app
+        .client
+        .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
+        .header("accept", "application/json, text/event-stream")
+        .json(&call(2, "echo-later"));
+    let later = tokio::spawn(async move { request.send().await.expect("post") });
+    for _ in 0..100 {
+        if budget(&app, &owner).await.held == Amount::new(PRICE) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the second call is held");
+    let expiry = prom_core::time::Timestamp::now().plus_millis(margins.capture_ms / 2);
+    app.state.store.set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry)).await.expect("approve");
+    app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
+    upstream.first_event_read.notify_one();
+    let told = answer(later.await.expect("the call's task")).await;
+    assert_eq!(told["id"], 2, "{told}");
+    assert_eq!(told["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{told}");
+    assert_eq!(told["error"]["data"]["expiring"], true, "{told}");
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::ZERO), "released, not captured: {after:?}");
+
     // New calls are refused as expiring, without reaching the upstream.
     let calls_before = upstream_calls(&upstream);
-    let refused = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(2, "echo"), &[]).await).await;
+    let refused = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(3, "echo"), &[]).await).await;
     assert_eq!(refused["error"]["data"]["code"], "ALLOWANCE_EXCEEDED", "{refused}");
     assert_eq!(refused["error"]["data"]["expiring"], true, "{refused}");
     assert_eq!(upstream_calls(&upstream), calls_before);

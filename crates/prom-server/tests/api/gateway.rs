@@ -55,6 +55,11 @@ async fn upstream_post(State(up): State<Scripted>, headers: HeaderMap, body: Str
             result(json!({"content":[{"type":"text","text":message["params"]["arguments"]["text"]}]})).into_response()
         }
         (Some("tools/call"), Some("broken")) => result(json!({"content":[],"isError":true})).into_response(),
+        (Some("tools/call"), Some("echo-later")) => {
+            // A result, once the test says so (it changes the world meanwhile).
+            up.first_event_read.notified().await;
+            result(json!({"content":[{"type":"text","text":"later"}]})).into_response()
+        }
         (Some("tools/call"), Some("broken-later")) => {
             // A tool error, once the test says so (it changes the world meanwhile).
             up.first_event_read.notified().await;
