@@ -489,13 +489,15 @@ async fn forward(
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     let request_id = watch.as_ref().map(|watch| watch.request_id().clone());
     let price = watch.as_ref().and_then(Watch::tool).map_or(Amount::ZERO, |tool| service.price_of(tool));
+    // A paid JSON answer is sent only once its charge is captured: its head waits with it.
+    let whole = !is_sse && watch.as_ref().is_some_and(Watch::is_charged);
     let relay = if is_sse {
         response = response.header("x-accel-buffering", "no");
         relay::relay_sse(upstream, watch)
     } else {
         relay::relay_json(upstream, watch)
     };
-    match relay::body_of(relay).await {
+    match relay::body_of(relay, whole).await {
         Ok(body) => response.body(body).map_err(ApiError::internal),
         Err(err) => withheld(state, service, headers, request_id.as_ref(), price, &err),
     }

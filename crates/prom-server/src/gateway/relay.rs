@@ -249,11 +249,13 @@ async fn next_within<S: Stream + Unpin>(stream: &mut S, grace: std::time::Durati
 const SOON_TURNS: usize = 4;
 
 /// The response body for `relay`, with its first chunk already taken when it comes within
-/// [`FIRST_GRACE`], so the head and that chunk are written together. A first chunk that is an
-/// error comes back as the error: nothing has been sent yet, so the agent can be answered properly
-/// instead of with a cut connection.
-pub async fn body_of(mut relay: RelayStream) -> Result<Body, std::io::Error> {
-    Ok(match next_within(&mut relay, FIRST_GRACE).await {
+/// [`FIRST_GRACE`] (or, `whole`, however long it takes: a paid JSON answer, which is held back
+/// until its charge is captured anyway), so the head and that chunk are written together. A first
+/// chunk that is an error comes back as the error: nothing has been sent yet, so the agent can be
+/// answered properly instead of with a cut connection.
+pub async fn body_of(mut relay: RelayStream, whole: bool) -> Result<Body, std::io::Error> {
+    let first = if whole { Some(relay.next().await) } else { next_within(&mut relay, FIRST_GRACE).await };
+    Ok(match first {
         Some(Some(Ok(first))) => {
             Body::from_stream(futures_util::stream::once(std::future::ready(Ok(first))).chain(relay))
         }
