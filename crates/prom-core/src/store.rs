@@ -299,13 +299,15 @@ pub trait UsageStore: Send + Sync {
 pub trait ChargeStore: Send + Sync {
     /// The tenant's budget for a service (an empty one when nothing was ever approved).
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget>;
-    /// Records the allowance the tenant approved on the ledger (what new holds may draw on).
+    /// Records the allowance the tenant approved on the ledger (what new holds may draw on), and
+    /// `audit` (the `allowance.approve` row) in the same transaction.
     async fn set_approved(
         &self,
         tenant: &TenantId,
         service: &ServiceSlug,
         approved: crate::money::Amount,
         expires_at: Option<Timestamp>,
+        audit: Option<&NewAuditEvent>,
     ) -> StoreResult<Budget>;
     /// Applies the operations in order, in one transaction, and returns one result per operation.
     /// Each budget touched is locked for the transaction, so concurrent batches (on any node)

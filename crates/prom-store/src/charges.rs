@@ -258,9 +258,11 @@ impl ChargeStore for SqlStore {
         service: &ServiceSlug,
         approved: Amount,
         expires_at: Option<Timestamp>,
+        audit: Option<&prom_core::audit::NewAuditEvent>,
     ) -> StoreResult<Budget> {
         let now = Timestamp::now();
         with_write!(self, pool => {
+            let mut tx = pool.begin().await.map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at) \
                  VALUES ($1, $2, $3, $4, '0', '0', '0', $5) \
@@ -271,9 +273,13 @@ impl ChargeStore for SqlStore {
             .bind(approved.to_string())
             .bind(expires_at.map(Timestamp::as_millis))
             .bind(now.as_millis())
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+            if let Some(event) = audit {
+                crate::audit::insert_audit!(&mut *tx, event)?;
+            }
+            tx.commit().await.map_err(db_err)?;
         });
         self.budget(tenant, service).await
     }

@@ -197,19 +197,16 @@ pub async fn set_allowance(
             other => ApiError::UpstreamUnavailable(format!("the ledger refused the approval: {other}")),
         });
     }
-    state.store.set_approved(&tenant, &service.slug, request.amount, expires_at).await?;
+    let approval = NewAuditEvent {
+        at: Timestamp::now(),
+        tenant_id: Some(tenant.clone()),
+        action: AuditAction::AllowanceApprove,
+        context: principal.audit_context(&meta),
+        target: Some(AuditTarget::service(service.slug.as_str(), &service.name)),
+        details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
+    };
+    state.store.set_approved(&tenant, &service.slug, request.amount, expires_at, Some(&approval)).await?;
     // New holds draw on the new approval from now on.
     let budget = state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)?;
-    state
-        .store
-        .record_audit(NewAuditEvent {
-            at: Timestamp::now(),
-            tenant_id: Some(tenant.clone()),
-            action: AuditAction::AllowanceApprove,
-            context: principal.audit_context(&meta),
-            target: Some(AuditTarget::service(service.slug.as_str(), &service.name)),
-            details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
-        })
-        .await?;
     Ok(Json(view(&state, &budget).await?))
 }

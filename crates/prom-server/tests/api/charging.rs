@@ -34,7 +34,7 @@ async fn paid_setup(approved: u128) -> (TestApp, TestUser, crate::gateway::Scrip
 /// charge book, as every writer of a budget row outside the book must.
 async fn approve(app: &TestApp, owner: &TestUser, amount: u128) {
     let slug = ServiceSlug::parse("paid").expect("slug");
-    app.state.store.set_approved(&tenant(owner), &slug, Amount::new(amount), None).await.expect("approve");
+    app.state.store.set_approved(&tenant(owner), &slug, Amount::new(amount), None, None).await.expect("approve");
     app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
 }
 
@@ -443,7 +443,11 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
     assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the call is held");
     let slug = ServiceSlug::parse("paid").expect("slug");
     let expiry = prom_core::time::Timestamp::now().plus_millis(margins.capture_ms / 2);
-    app.state.store.set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry)).await.expect("approve");
+    app.state
+        .store
+        .set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry), None)
+        .await
+        .expect("approve");
     app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
     upstream.first_event_read.notify_one();
     // The body is cut off before the result: the agent never gets what it was not charged for.
@@ -468,7 +472,11 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
     }
     assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the second call is held");
     let expiry = prom_core::time::Timestamp::now().plus_millis(margins.capture_ms / 2);
-    app.state.store.set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry)).await.expect("approve");
+    app.state
+        .store
+        .set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry), None)
+        .await
+        .expect("approve");
     app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
     upstream.first_event_read.notify_one();
     let told = answer(later.await.expect("the call's task")).await;
