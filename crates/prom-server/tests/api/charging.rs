@@ -7,6 +7,7 @@
 use prom_core::id::TenantId;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
+use prom_core::time::Timestamp;
 use serde_json::Value;
 
 use crate::gateway::{call, mcp_post, register_priced, spawn_upstream};
@@ -33,8 +34,14 @@ async fn paid_setup(approved: u128) -> (TestApp, TestUser, crate::gateway::Scrip
 /// Approves in the store directly (as `PUT …/allowance` does after the ledger call) and tells the
 /// charge book, as every writer of a budget row outside the book must.
 async fn approve(app: &TestApp, owner: &TestUser, amount: u128) {
+    approve_until(app, owner, amount, None).await;
+}
+
+/// [`approve`], with an expiry.
+async fn approve_until(app: &TestApp, owner: &TestUser, amount: u128, expires_at: Option<Timestamp>) {
     let slug = ServiceSlug::parse("paid").expect("slug");
-    app.state.store.set_approved(&tenant(owner), &slug, Amount::new(amount), None, None).await.expect("approve");
+    let approved = Amount::new(amount);
+    app.state.store.set_approved(&tenant(owner), &slug, approved, expires_at, None).await.expect("approve");
     app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
 }
 
@@ -441,14 +448,8 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
     // within the capture margin.
     let streamed = mcp_post(&app, "paid", Cred::ApiKey(&key), &call(1, "stream"), &[]).await;
     assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the call is held");
-    let slug = ServiceSlug::parse("paid").expect("slug");
-    let expiry = prom_core::time::Timestamp::now().plus_millis(margins.capture_ms / 2);
-    app.state
-        .store
-        .set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry), None)
-        .await
-        .expect("approve");
-    app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
+    let within_the_capture_margin = Timestamp::now().plus_millis(margins.capture_ms / 2);
+    approve_until(&app, &owner, 10 * PRICE, Some(within_the_capture_margin)).await;
     upstream.first_event_read.notify_one();
     // The body is cut off before the result: the agent never gets what it was not charged for.
     let body = streamed.text().await.unwrap_or_default();
@@ -471,13 +472,8 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the second call is held");
-    let expiry = prom_core::time::Timestamp::now().plus_millis(margins.capture_ms / 2);
-    app.state
-        .store
-        .set_approved(&tenant(&owner), &slug, Amount::new(10 * PRICE), Some(expiry), None)
-        .await
-        .expect("approve");
-    app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
+    let within_the_capture_margin = Timestamp::now().plus_millis(margins.capture_ms / 2);
+    approve_until(&app, &owner, 10 * PRICE, Some(within_the_capture_margin)).await;
     upstream.first_event_read.notify_one();
     let told = answer(later.await.expect("the call's task")).await;
     assert_eq!(told["id"], 2, "{told}");
