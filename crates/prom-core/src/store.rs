@@ -341,13 +341,15 @@ pub trait ChargeStore: Send + Sync {
     /// re-checks the latter against the ledger).
     async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>>;
     /// The pending settlement of a budget, or a new one made of its captured charges (recorded
-    /// before the ledger is called); `None` when there is nothing to settle.
+    /// before the ledger is called), of at most `max_amount` (what the ledger can pay: a batch
+    /// it cannot is refused whole); `None` when there is nothing to settle within it.
     async fn open_settlement(
         &self,
         tenant: &TenantId,
         service: &ServiceSlug,
         created_at_time: u64,
         at: Timestamp,
+        max_amount: crate::money::Amount,
     ) -> StoreResult<Option<crate::charge::Settlement>>;
     /// Settlements recorded but not confirmed by the ledger (after a crash, these are re-submitted).
     async fn pending_settlements(&self) -> StoreResult<Vec<crate::charge::Settlement>>;

@@ -90,6 +90,23 @@ impl Settler {
             let spender = platform_spender(&budget.service);
             let allowance = self.ledger.allowance(AllowanceArgs { account: wallet.clone(), spender }).await;
             let balance = self.ledger.balance_of(&wallet).await;
+            let fee = self.ledger.fee().await;
+            // What the ledger can pay this round: each transfer takes its amount and the fee from
+            // both the allowance and the balance. Unknown (a read failed): the ledger decides.
+            let mut room = match (&allowance, &balance, &fee) {
+                (Ok(allowance), Ok(balance), Ok(_)) => Some(allowance.allowance.min(*balance)),
+                _ => None,
+            };
+            let fee = fee.unwrap_or(Amount::ZERO);
+            if let Some(room) = room
+                && room.checked_sub(fee).unwrap_or(Amount::ZERO) < budget.unsettled
+            {
+                tracing::warn!(
+                    tenant = %budget.tenant_id, service = %budget.service, unsettled = %budget.unsettled, room = %room,
+                    "the ledger allowance or the wallet covers only part of what is unsettled; the rest waits for \
+                     the tenant to approve or fund more"
+                );
+            }
             if let (Ok(allowance), Ok(balance)) = (allowance, balance) {
                 let cap = allowance.allowance.min(balance);
                 match self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
@@ -107,11 +124,19 @@ impl Settler {
             for _ in 0..MAX_BATCHES_PER_BUDGET_AND_ROUND {
                 let now = Timestamp::now();
                 let created_at_time = u64::try_from(now.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
-                match self.store.open_settlement(&budget.tenant_id, &budget.service, created_at_time, now).await {
+                let max_amount =
+                    room.map_or(Amount::new(u128::MAX), |room| room.checked_sub(fee).unwrap_or(Amount::ZERO));
+                let opened = self
+                    .store
+                    .open_settlement(&budget.tenant_id, &budget.service, created_at_time, now, max_amount)
+                    .await;
+                match opened {
                     Ok(Some(settlement)) => {
                         if !self.submit(&settlement, &mut report).await {
                             break;
                         }
+                        let spent = settlement.amount.checked_add(fee).unwrap_or(Amount::new(u128::MAX));
+                        room = room.map(|room| room.checked_sub(spent).unwrap_or(Amount::ZERO));
                     }
                     Ok(None) => break,
                     Err(err) => {

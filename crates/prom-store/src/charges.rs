@@ -491,8 +491,9 @@ impl ChargeStore for SqlStore {
         service: &ServiceSlug,
         created_at_time: u64,
         at: Timestamp,
+        max_amount: Amount,
     ) -> StoreResult<Option<prom_core::charge::Settlement>> {
-        crate::settlement::open_settlement(self, tenant, service, created_at_time, at).await
+        crate::settlement::open_settlement(self, tenant, service, created_at_time, at, max_amount).await
     }
 
     async fn pending_settlements(&self) -> StoreResult<Vec<prom_core::charge::Settlement>> {

@@ -69,6 +69,7 @@ pub(crate) async fn open_settlement(
     service: &ServiceSlug,
     created_at_time: u64,
     at: Timestamp,
+    max_amount: Amount,
 ) -> StoreResult<Option<Settlement>> {
     store.fold_charge_log().await?;
     with_write!(store, pool => {
@@ -87,57 +88,61 @@ pub(crate) async fn open_settlement(
             tx.commit().await.map_err(db_err)?;
             return Ok(Some(row.try_into()?));
         }
-        // The batch is recorded first (its charges refer to it), then takes up to the limit of the
-        // budget's unsettled captures in one statement — no round trip of their ids — and gets
-        // their sum. A budget with nothing to settle leaves no trace (the transaction is undone).
-        let settlement_id = SettlementId::new();
-        sqlx::query(
-            "INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at) \
-             VALUES ($1, $2, $3, '0', $4, 'pending', $5)",
+        let charges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, amount FROM charges \
+             WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL LIMIT $3",
         )
-        .bind(settlement_id.as_str())
-        .bind(tenant.as_str())
-        .bind(service.as_str())
-        .bind(created_at_time.to_string())
-        .bind(at.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let amounts: Vec<String> = sqlx::query_scalar(
-            "UPDATE charges SET settlement_id = $1 WHERE id IN (SELECT id FROM charges \
-             WHERE tenant_id = $2 AND service = $3 AND state = 'captured' AND settlement_id IS NULL LIMIT $4) \
-             RETURNING amount",
-        )
-        .bind(settlement_id.as_str())
         .bind(tenant.as_str())
         .bind(service.as_str())
         .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
+        // As many as `max_amount` covers: a batch the ledger cannot pay would be refused whole.
         let mut total = Amount::ZERO;
-        for raw in &amounts {
-            total = total
+        let mut chosen = Vec::with_capacity(charges.len());
+        for (id, raw) in &charges {
+            let with = total
                 .checked_add(parse(raw, "amount")?)
                 .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
+            if with > max_amount {
+                break;
+            }
+            total = with;
+            chosen.push(id.as_str());
         }
         if total == Amount::ZERO {
-            tx.rollback().await.map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
             return Ok(None);
         }
-        sqlx::query("UPDATE settlements SET amount = $1 WHERE id = $2")
-            .bind(total.to_string())
-            .bind(settlement_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
         let settlement = Settlement {
-            id: settlement_id,
+            id: SettlementId::new(),
             tenant_id: tenant.clone(),
             service: service.clone(),
             amount: total,
             created_at_time,
         };
+        sqlx::query(
+            "INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+        )
+        .bind(settlement.id.as_str())
+        .bind(tenant.as_str())
+        .bind(service.as_str())
+        .bind(total.to_string())
+        .bind(created_at_time.to_string())
+        .bind(at.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut update = sqlx::QueryBuilder::new("UPDATE charges SET settlement_id = ");
+        update.push_bind(settlement.id.as_str()).push(" WHERE id IN (");
+        let mut ids = update.separated(", ");
+        for id in chosen {
+            ids.push_bind(id);
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(settlement))
     })

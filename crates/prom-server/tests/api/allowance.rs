@@ -189,6 +189,30 @@ async fn paid_calls_stop_a_margin_before_the_allowance_expires_so_every_charge_s
     assert_eq!(settled["ledger_allowance"], "900");
 }
 
+/// The wallet holds less than the paid calls captured (its funds went elsewhere, outside
+/// Prometheus, before settlement): settlement pays what the wallet covers, in a batch the ledger
+/// accepts, instead of a batch for everything that the ledger refuses whole, and the rest waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_pays_what_the_wallet_covers_and_leaves_the_rest_unsettled() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 250).await;
+    approve(&owner, json!({ "amount": "1000" })).await;
+    let (_, key) = owner.create_key("agent").await;
+    for id in 1..=3 {
+        let paid = tool_call(&app, "paid", &key, id, "echo").await;
+        assert!(paid.get("result").is_some(), "{paid}");
+    }
+    assert_eq!(figures(&allowance(&owner).await), ["1000", "0", "300", "0", "700"]);
+
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.failed_batches), (1, 0), "{report:?}");
+    assert_eq!(report.settled_amount, Amount::new(2 * PRICE));
+    // The budget is capped to what the wallet can still pay; the third charge waits for funds.
+    let after = allowance(&owner).await;
+    assert_eq!(figures(&after), ["250", "0", "100", "200", "0"]);
+    assert_eq!(after["wallet_balance"], "50");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_change_the_allowance_and_members_read_it() {
     let app = spawn().await;

@@ -330,7 +330,7 @@ async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
     let batch = app
         .state
         .store
-        .open_settlement(&tenant(&consumer), &slug, now_nanos(), prom_core::time::Timestamp::now())
+        .open_settlement(&tenant(&consumer), &slug, now_nanos(), Timestamp::now(), Amount::new(u128::MAX))
         .await
         .expect("open")
         .expect("a batch");

@@ -101,7 +101,8 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
         store.apply_charges(&again, t0(), ExpiryMargins::NONE).await.unwrap(),
         [ChargeOpResult::NotHeld, ChargeOpResult::NotHeld]
     );
-    let batch = store.open_settlement(&tenant, &alpha, 1, t0()).await.unwrap().expect("a batch");
+    let batch =
+        store.open_settlement(&tenant, &alpha, 1, t0(), Amount::new(u128::MAX)).await.unwrap().expect("a batch");
     assert_eq!(batch.amount, Amount::new(2 * BIG));
 
     // An approval made meanwhile (settled restarts at zero) is what the next write builds on.
@@ -164,7 +165,9 @@ async fn a_backlog_settles_in_bounded_batches_covering_each_charge_once(store: S
     store.record_resolved(&resolved, &[], t0()).await.unwrap();
 
     let mut batches = Vec::new();
-    while let Some(batch) = store.open_settlement(&tenant, &alpha, 1 + batches.len() as u64, t0()).await.unwrap() {
+    while let Some(batch) =
+        store.open_settlement(&tenant, &alpha, 1 + batches.len() as u64, t0(), Amount::new(u128::MAX)).await.unwrap()
+    {
         store.complete_settlement(&batch, batches.len() as u64, t0()).await.unwrap();
         batches.push(batch.amount);
         assert!(batches.len() <= 3, "more batches than 2,500 charges need: {batches:?}");
@@ -202,7 +205,35 @@ async fn an_approval_and_its_audit_row_are_written_together_or_not_at_all(store:
     assert_eq!(amounts, [&serde_json::json!("500")], "one row per approval that happened");
 }
 
+async fn a_batch_takes_only_what_the_ledger_can_pay(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(1_000), None, None).await.unwrap();
+    let resolved: Vec<ResolvedCharge> = (0..3)
+        .map(|_| ResolvedCharge {
+            charge: hold(&tenant, &key.id, 100),
+            state: ChargeState::Captured,
+            resolved_at: t0(),
+        })
+        .collect();
+    store.record_resolved(&resolved, &[], t0()).await.unwrap();
+
+    // Nothing fits in 99: no batch, nothing recorded.
+    assert_eq!(store.open_settlement(&tenant, &alpha, 1, t0(), Amount::new(99)).await.unwrap(), None);
+    assert!(store.pending_settlements().await.unwrap().is_empty());
+    // 250 pays two of the three.
+    let first = store.open_settlement(&tenant, &alpha, 2, t0(), Amount::new(250)).await.unwrap().expect("a batch");
+    assert_eq!(first.amount, Amount::new(200));
+    store.complete_settlement(&first, 1, t0()).await.unwrap();
+    let rest =
+        store.open_settlement(&tenant, &alpha, 3, t0(), Amount::new(u128::MAX)).await.unwrap().expect("the rest");
+    assert_eq!(rest.amount, Amount::new(100), "each charge in one batch only");
+}
+
 store_tests!(
+    a_batch_takes_only_what_the_ledger_can_pay,
     an_approval_and_its_audit_row_are_written_together_or_not_at_all,
     a_batch_holds_in_order_and_never_past_the_approval,
     charges_resolved_in_memory_are_written_once_with_the_budget,
