@@ -320,20 +320,11 @@ impl MemoryBook {
         Ok(ChargeOpResult::Held)
     }
 
-    /// Ends a hold in memory: a capture moves it to `unsettled` at once, so what is available
-    /// never counts it twice or not at all.
-    fn resolve(&mut self, id: &ChargeId, state: ChargeState) -> Option<NewCharge> {
-        let charge = self.holds.remove(id)?;
-        if let Some(budget) = self.budgets.get_mut(&(charge.tenant_id.clone(), charge.service.clone())) {
-            budget.held = budget.held.checked_sub(charge.amount).unwrap_or(Amount::ZERO);
-            if state == ChargeState::Captured {
-                budget.unsettled = budget.unsettled.checked_add(charge.amount).unwrap_or(Amount::new(u128::MAX));
-            }
-        }
-        Some(charge)
-    }
-
-    /// A call ended: its charge is written with the batch (or was not held at all).
+    /// A call ended: its hold ends in memory at once — a capture moves it to `unsettled`, so what
+    /// is available never counts it twice or not at all — and its charge is written with the batch
+    /// (or it was not held at all). A capture too close to the allowance's expiry to be settled is
+    /// a release instead, answered at once: the caller withholds the result, and a release needs
+    /// no durability first.
     fn end(
         &mut self,
         id: &ChargeId,
@@ -342,28 +333,27 @@ impl MemoryBook {
         now: Timestamp,
         resolved: &mut Vec<(ResolvedCharge, Reply)>,
     ) {
-        let expired = state == ChargeState::Captured
-            && self.holds.get(id).is_some_and(|charge| {
-                let key = (charge.tenant_id.clone(), charge.service.clone());
-                self.budgets.get(&key).is_some_and(|budget| !budget.may_capture(now, self.margins))
-            });
-        if expired {
-            // Too late to settle: released instead, and the caller withholds the result at once
-            // (a release needs no durability first: the call is not served).
-            if let Some(charge) = self.resolve(id, ChargeState::Released) {
-                let (unanswered, _) = oneshot::channel();
-                let state = ChargeState::Released;
-                resolved.push((ResolvedCharge { charge, state, resolved_at: now }, unanswered));
-            }
-            let _ = reply.send(Ok(ChargeOpResult::Expired));
+        let Some(charge) = self.holds.remove(id) else {
+            let _ = reply.send(Ok(ChargeOpResult::NotHeld));
             return;
-        }
-        match self.resolve(id, state) {
-            Some(charge) => resolved.push((ResolvedCharge { charge, state, resolved_at: now }, reply)),
-            None => {
-                let _ = reply.send(Ok(ChargeOpResult::NotHeld));
+        };
+        let key = (charge.tenant_id.clone(), charge.service.clone());
+        let expired = state == ChargeState::Captured
+            && self.budgets.get(&key).is_some_and(|budget| !budget.may_capture(now, self.margins));
+        let state = if expired { ChargeState::Released } else { state };
+        if let Some(budget) = self.budgets.get_mut(&key) {
+            budget.held = budget.held.checked_sub(charge.amount).unwrap_or(Amount::ZERO);
+            if state == ChargeState::Captured {
+                budget.unsettled = budget.unsettled.checked_add(charge.amount).unwrap_or(Amount::new(u128::MAX));
             }
         }
+        let reply = if expired {
+            let _ = reply.send(Ok(ChargeOpResult::Expired));
+            oneshot::channel().0
+        } else {
+            reply
+        };
+        resolved.push((ResolvedCharge { charge, state, resolved_at: now }, reply));
     }
 
     /// Starts writing a batch of ended charges.

@@ -145,9 +145,10 @@ pub async fn set_allowance(
     };
     // Paid calls stop a margin before the allowance expires, so that every charge is settled
     // while it stands: an expiry within that margin would approve an allowance nothing can use.
-    let margin_secs = state.charges.margins().hold_ms / 1000;
+    let hold_ms = state.charges.margins().hold_ms;
+    let margin_secs = hold_ms / 1000;
     if let Some(at) = expires_at
-        && at <= Timestamp::now().plus_millis(state.charges.margins().hold_ms)
+        && at <= Timestamp::now().plus_millis(hold_ms)
     {
         return Err(ApiError::InvalidRequest(format!(
             "expires_at is in the past or less than {margin_secs} s from now: paid calls stop {margin_secs} s \

@@ -487,10 +487,13 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let request_id = watch.as_ref().map(|watch| watch.request_id().clone());
-    let price = watch.as_ref().and_then(Watch::tool).map_or(Amount::ZERO, |tool| service.price_of(tool));
+    // A paid call's id and price, for the answer should its capture fail (free calls need neither).
+    let paid = watch
+        .as_ref()
+        .filter(|watch| watch.is_charged())
+        .map(|watch| (watch.request_id().clone(), watch.tool().map_or(Amount::ZERO, |tool| service.price_of(tool))));
     // A paid JSON answer is sent only once its charge is captured: its head waits with it.
-    let whole = !is_sse && watch.as_ref().is_some_and(Watch::is_charged);
+    let whole = !is_sse && paid.is_some();
     let relay = if is_sse {
         response = response.header("x-accel-buffering", "no");
         relay::relay_sse(upstream, watch)
@@ -499,7 +502,7 @@ async fn forward(
     };
     match relay::body_of(relay, whole).await {
         Ok(body) => response.body(body).map_err(ApiError::internal),
-        Err(err) => withheld(state, service, headers, request_id.as_ref(), price, &err),
+        Err(err) => withheld(state, service, headers, paid.as_ref(), &err),
     }
 }
 
@@ -510,12 +513,12 @@ fn withheld(
     state: &AppState,
     service: &ServiceRecord,
     headers: &HeaderMap,
-    id: Option<&Value>,
-    price: Amount,
+    paid: Option<&(Value, Amount)>,
     err: &std::io::Error,
 ) -> Result<Response, ApiError> {
     match err.get_ref().and_then(|inner| inner.downcast_ref::<ChargeError>()) {
         Some(ChargeError::Expired) => {
+            let (id, price) = paid.map_or((None, Amount::ZERO), |(id, price)| (Some(id), *price));
             let refusal = Refusal { price, available: Amount::ZERO, expiring: true };
             Ok(allowance_exceeded(state, service, headers, id, refusal))
         }
