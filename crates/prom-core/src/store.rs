@@ -325,9 +325,10 @@ pub trait ChargeStore: Send + Sync {
     /// in one transaction: each budget touched is locked and read, what was captured is added to
     /// its `unsettled`, its `held` becomes the given in-memory total, the charges are inserted in
     /// their final state, and the budgets are returned as they stand after. The embedded database
-    /// appends the charges to its charge log in one statement and returns no budget: the log is
-    /// folded into the charges and budgets in the background, and before any budget, settlement
-    /// or usage report is read.
+    /// appends the charges to its charge journal (a file beside it) with one `write` and returns
+    /// no budget: the journal is folded into the charges and budgets in the background, and
+    /// before any budget, settlement or usage report is read; a charge id journaled twice counts
+    /// once.
     async fn record_resolved(
         &self,
         charges: &[crate::charge::ResolvedCharge],

@@ -8,9 +8,10 @@
 //! - **In memory** (the embedded database: one server process is the only writer). The task owns
 //!   each budget it has loaded and decides holds against it at once, without a write: a hold that
 //!   dies with the process needs no repair, since its call never got its result. When a call ends,
-//!   its charge is written once, in its final state (captured or released), appended to the charge
-//!   log with every other call that ended meanwhile; the capture's caller waits for that commit.
-//!   The store folds the log into the budgets in the background. Whoever else changes a budget's
+//!   its charge is written once, in its final state (captured or released), appended to the
+//!   store's charge journal as one line with every other call that ended meanwhile (one `write`,
+//!   on this task); the capture's caller waits for that write. The store folds the journal into
+//!   the charges and budgets in the background. Whoever else changes a budget's
 //!   row (an approval, a cap, a settlement) asks the book to `refresh` it, which reads it again.
 //! - **In the database** (PostgreSQL: several nodes share the budgets). Every operation is applied
 //!   by `apply_charges` in one transaction per batch, under each budget's row lock, so nodes
@@ -371,7 +372,7 @@ impl MemoryBook {
     }
 
     /// A batch was written (or not): takes the budget rows the store returned (none from the
-    /// charge log), plus what ended since (`pending`), then answers the batch's callers.
+    /// charge journal), plus what ended since (`pending`), then answers the batch's callers.
     fn written(
         &mut self,
         result: Result<Vec<Budget>, StoreError>,

@@ -30,7 +30,7 @@ struct BudgetRow {
     settled: String,
 }
 
-fn amount(raw: &str) -> StoreResult<Amount> {
+pub(crate) fn amount(raw: &str) -> StoreResult<Amount> {
     raw.parse().map_err(|_| StoreError::Corrupt(format!("stored amount {raw:?} is not a decimal")))
 }
 
@@ -113,8 +113,8 @@ macro_rules! write_budget_totals {
     }};
 }
 
-/// Appends the column list and the values of charges in their final state to an insert (of
-/// either database, into `charges` or the charge log).
+/// Appends the column list and the values of charges in their final state to an insert into
+/// `charges` (PostgreSQL; the embedded database journals them, see `journal.rs`).
 macro_rules! push_resolved_values {
     ($builder:expr, $chunk:expr) => {
         $builder.push("(id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ").push_values(
@@ -135,45 +135,17 @@ macro_rules! push_resolved_values {
     };
 }
 
-/// Most rows in one append to the charge log (9 bound values each: SQLite allows 32,766).
-const LOG_ROWS_PER_STATEMENT: usize = 2_048;
-
-/// `record_resolved` on the embedded database: the charges are appended to the charge log (see
-/// migration 0008) in one statement, which writes one B-tree and no budget, so a batch of ended
-/// paid calls costs a single small commit. A charge already logged or folded is refused (its
-/// primary key and the `charge_log_once` trigger), and so is one of a budget that does not exist;
-/// either fails the whole batch. The budgets take the charges when the log is folded, which every
-/// read of a budget does first: so no budget is returned here.
-async fn log_resolved_sqlite(pool: &sqlx::SqlitePool, charges: &[ResolvedCharge]) -> StoreResult<Vec<Budget>> {
-    fn append(chunk: &[ResolvedCharge]) -> sqlx::QueryBuilder<'_, sqlx::Sqlite> {
-        let mut insert = sqlx::QueryBuilder::new("INSERT INTO charge_log ");
-        push_resolved_values!(insert, chunk);
-        insert
-    }
-    if charges.len() <= LOG_ROWS_PER_STATEMENT {
-        if !charges.is_empty() {
-            append(charges).build().execute(pool).await.map_err(db_err)?;
-        }
-    } else {
-        let mut tx = pool.begin().await.map_err(db_err)?;
-        for chunk in charges.chunks(LOG_ROWS_PER_STATEMENT) {
-            append(chunk).build().execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-    }
-    Ok(Vec::new())
-}
-
-/// Moves the charge log into `charges` and adds its captures to the budgets' `unsettled`, in one
-/// transaction (embedded database). Returns how many charges were folded.
+/// Moves what a previous version left in the charge log (migration 0008; this version journals
+/// charges in a file instead, see `journal.rs`) into `charges` and the budgets, in one
+/// transaction, when the embedded database is opened. Returns how many charges were folded.
 pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::SqlitePool) -> StoreResult<usize> {
     let logged: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM charge_log)").fetch_one(read).await.map_err(db_err)?;
     if !logged {
         return Ok(0);
     }
-    // The write lock first: another process (`prom admin …` opening the same file) may fold or
-    // write meanwhile, and a read transaction could not then become a write one.
+    // The write lock first: another process may fold or write meanwhile, and a read transaction
+    // could not then become a write one.
     let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let rows: Vec<(String, String, String, String)> =
         sqlx::query_as("SELECT tenant_id, service, state, amount FROM charge_log")
@@ -188,12 +160,7 @@ pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::Sqlit
             *total = add(*total, amount(raw)?)?;
         }
     }
-    let at = Timestamp::now();
-    for (key, delta) in &captured {
-        let row = lock_and_read_budget!(&mut *tx, key.0.as_str(), key.1.as_str())?;
-        let budget = after_resolved(row, key, *delta, &[])?;
-        write_budget_totals!(&mut *tx, &budget, at)?;
-    }
+    add_captured_to_budgets(&mut tx, &captured, Timestamp::now()).await?;
     sqlx::query(
         "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) \
          SELECT id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at FROM charge_log; \
@@ -204,6 +171,21 @@ pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::Sqlit
     .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     Ok(rows.len())
+}
+
+/// Adds what was captured to each budget's `unsettled`, under its lock, in a fixed order (a fold
+/// of the embedded database).
+pub(crate) async fn add_captured_to_budgets(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    captured: &BTreeMap<(TenantId, ServiceSlug), Amount>,
+    at: Timestamp,
+) -> StoreResult<()> {
+    for (key, delta) in captured {
+        let row = lock_and_read_budget!(&mut **tx, key.0.as_str(), key.1.as_str())?;
+        let budget = after_resolved(row, key, *delta, &[])?;
+        write_budget_totals!(&mut **tx, &budget, at)?;
+    }
+    Ok(())
 }
 
 /// A budget's row as a batch of resolved charges leaves it: `delta` more unsettled, and the
@@ -237,7 +219,7 @@ fn sub(a: Amount, b: Amount) -> StoreResult<Amount> {
 #[async_trait]
 impl ChargeStore for SqlStore {
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget> {
-        self.fold_charge_log().await?;
+        self.fold_journal().await?;
         let row: Option<BudgetRow> = with_read!(self, pool => {
             sqlx::query_as(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"))
                 .bind(tenant.as_str())
@@ -445,7 +427,9 @@ impl ChargeStore for SqlStore {
         at: Timestamp,
     ) -> StoreResult<Vec<Budget>> {
         let pool = match &self.backend {
-            crate::Backend::Sqlite { write, .. } => return log_resolved_sqlite(write, charges).await,
+            crate::Backend::Sqlite { read, journal, .. } => {
+                return journal.record(read, charges).await.map(|()| Vec::new());
+            }
             crate::Backend::Postgres(pool) => pool,
         };
         let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();

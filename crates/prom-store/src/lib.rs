@@ -12,6 +12,7 @@
 
 mod audit;
 mod charges;
+mod journal;
 mod keys;
 mod ledger;
 mod rows;
@@ -88,13 +89,13 @@ pub enum OpenError {
     Connect { target: String, source: sqlx::Error },
     #[error("cannot migrate the database schema ({target})")]
     Migrate { target: String, source: sqlx::migrate::MigrateError },
-    #[error("cannot fold the charge log of the previous run into the charges; the database needs repair")]
+    #[error("cannot fold the charges journaled by the previous run into the database; it needs repair")]
     Repair(#[source] StoreError),
 }
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
-    Sqlite { read: SqlitePool, write: SqlitePool, housekeeper: Arc<Housekeeper> },
+    Sqlite { read: SqlitePool, write: SqlitePool, housekeeper: Arc<Housekeeper>, journal: Arc<journal::Journal> },
     Postgres(PgPool),
 }
 
@@ -104,9 +105,9 @@ pub struct SqlStore {
     pub(crate) backend: Backend,
 }
 
-/// How often the embedded database's charge log is folded. A fold holds the one write connection,
-/// which paid calls' captures wait for, so it runs often and short: every 250 ms it took ~10 ms at
-/// 9,000 paid calls a second (paid p99 16 ms); every 50 ms, p99 7 ms (docs/BENCHMARKS.md).
+/// How often the embedded database's charge journal is folded. Paid calls do not wait for a fold
+/// (their charges are journaled), but reads of budgets do, and a fold holds the one write
+/// connection, so it runs often and short.
 const FOLD_EVERY: Duration = Duration::from_millis(50);
 /// How often the write-ahead log is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -114,9 +115,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// checkpoints fall behind (SQLite's default is 1000 pages).
 const WAL_AUTOCHECKPOINT_PAGES: &str = "16384";
 
-/// The embedded database's background work: every 50 ms it folds the charge log into the charges
-/// and budgets (hundreds of paid calls in one transaction, instead of their budget writes in each
-/// call's commit), and every 250 ms it copies the write-ahead log into the database file on a
+/// The embedded database's background work: every 50 ms it folds the charge journal into the
+/// charges and budgets (hundreds of paid calls in one transaction, see `journal.rs`), and every 250 ms it copies the write-ahead log into the database file on a
 /// connection of its own. A passive checkpoint never waits for the writer, so commits no longer pay for checkpoints
 /// (and their fsyncs) themselves, which were the slowest commits of paid calls. Stopped by
 /// `close`, or when the last clone of the store goes.
@@ -127,7 +127,7 @@ pub(crate) struct Housekeeper {
 }
 
 impl Housekeeper {
-    fn spawn(read: SqlitePool, write: SqlitePool, checkpoints: SqlitePool) -> Self {
+    fn spawn(journal: Arc<journal::Journal>, write: SqlitePool, checkpoints: SqlitePool) -> Self {
         let connection = checkpoints.clone();
         let task = tokio::spawn(async move {
             let mut every = tokio::time::interval(FOLD_EVERY);
@@ -135,8 +135,8 @@ impl Housekeeper {
             let mut checkpointed = tokio::time::Instant::now();
             loop {
                 every.tick().await;
-                if let Err(err) = charges::fold_charge_log(&read, &write).await {
-                    tracing::error!(error = %err, "the charge log could not be folded into the charges; retrying");
+                if let Err(err) = journal.fold(&write).await {
+                    tracing::error!(error = %err, "the charge journal could not be folded into the charges; retrying");
                 }
                 if checkpointed.elapsed() < CHECKPOINT_EVERY {
                     continue;
@@ -215,10 +215,13 @@ impl SqlStore {
                     .connect_with(options.read_only(true))
                     .await
                     .map_err(connect)?;
-                // Charges logged by a process that stopped (or was killed) before folding them.
+                // Charges a process that stopped (or was killed) left unfolded: in the charge log of
+                // an earlier version, and in the journal (when no running process owns it).
                 charges::fold_charge_log(&read, &write).await.map_err(OpenError::Repair)?;
-                let housekeeper = Arc::new(Housekeeper::spawn(read.clone(), write.clone(), checkpoints));
-                Self { backend: Backend::Sqlite { read, write, housekeeper } }
+                let journal = Arc::new(journal::Journal::new(path));
+                journal.fold(&write).await.map_err(OpenError::Repair)?;
+                let housekeeper = Arc::new(Housekeeper::spawn(journal.clone(), write.clone(), checkpoints));
+                Self { backend: Backend::Sqlite { read, write, housekeeper, journal } }
             }
             Database::Postgres { url, schema } => {
                 let mut options = PgConnectOptions::from_str(url).map_err(connect)?;
@@ -251,13 +254,22 @@ impl SqlStore {
         Ok(store)
     }
 
-    /// Folds the embedded database's charge log into the charges and budgets (nothing to do on
+    /// Folds the embedded database's charge journal into the charges and budgets (nothing to do on
     /// PostgreSQL, whose charges are written in place). Everything that reads budgets or charges
     /// to act on them does this first.
-    pub(crate) async fn fold_charge_log(&self) -> StoreResult<usize> {
+    pub(crate) async fn fold_journal(&self) -> StoreResult<usize> {
         match &self.backend {
-            Backend::Sqlite { read, write, .. } => charges::fold_charge_log(read, write).await,
+            Backend::Sqlite { write, journal, .. } => journal.fold(write).await,
             Backend::Postgres(_) => Ok(0),
+        }
+    }
+
+    /// Rotates the embedded database's charge journal once it holds `bytes` (tests; the default
+    /// is 8 MiB). Nothing on PostgreSQL.
+    #[doc(hidden)]
+    pub fn rotate_journal_at(&self, bytes: u64) {
+        if let Backend::Sqlite { journal, .. } = &self.backend {
+            journal.rotate_at(bytes);
         }
     }
 
@@ -272,11 +284,12 @@ impl SqlStore {
     /// Closes every connection (checkpointing SQLite's WAL into the main file).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { read, write, housekeeper } => {
+            Backend::Sqlite { read, write, housekeeper, journal } => {
                 housekeeper.task.abort();
-                if let Err(err) = charges::fold_charge_log(read, write).await {
-                    tracing::error!(error = %err, "the charge log could not be folded; the next start folds it");
+                if let Err(err) = journal.fold(write).await {
+                    tracing::error!(error = %err, "the charge journal could not be folded; the next start folds it");
                 }
+                journal.release();
                 housekeeper.checkpoints.close().await;
                 read.close().await;
                 write.close().await;

@@ -41,7 +41,7 @@ impl TryFrom<SettlementRow> for Settlement {
 const SETTLEMENT_COLUMNS: &str = "id, tenant_id, service, amount, created_at_time";
 
 pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budget>> {
-    store.fold_charge_log().await?;
+    store.fold_journal().await?;
     let keys: Vec<(String, String)> = with_read!(store, pool => {
         sqlx::query_as(
             "SELECT tenant_id, service FROM budgets WHERE unsettled <> '0' OR held <> '0' OR approved <> settled \
@@ -59,9 +59,46 @@ pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budge
 }
 
 /// Most charges in one settlement batch. Opening and completing a batch writes each of its charges,
-/// under the budget's lock (and, on the embedded database, the only write connection, which paid
-/// calls wait for): bounded batches keep that short. The settler opens batches until none is left.
+/// under the budget's lock (which PostgreSQL's paid calls wait for; on the embedded database, the
+/// only write connection, which folds and reads wait for): bounded batches keep that short. The
+/// settler opens batches until none is left.
 const MAX_CHARGES_PER_SETTLEMENT: usize = 1_000;
+
+/// The embedded database's oldest captured charges of a budget that no batch holds yet (binds:
+/// tenant, service, limit).
+const OLDEST_UNSETTLED: &str = "SELECT rowid, amount FROM charges \
+     WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL ORDER BY rowid LIMIT $3";
+
+/// Chooses a batch's charges one by one, as many as `max_amount` covers; evaluates to their total
+/// and their ids. Either database (a macro, as the transaction's type differs); inside the
+/// transaction holding the budget's lock.
+macro_rules! mark_one_by_one {
+    ($tx:expr, $tenant:expr, $service:expr, $max_amount:expr) => {{
+        let charges: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, amount FROM charges \
+             WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL LIMIT $3",
+        )
+        .bind($tenant.as_str())
+        .bind($service.as_str())
+        .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
+        .fetch_all(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+        let mut total = Amount::ZERO;
+        let mut chosen = Vec::with_capacity(charges.len());
+        for (id, raw) in &charges {
+            let with = total
+                .checked_add(parse(raw, "amount")?)
+                .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
+            if with > $max_amount {
+                break;
+            }
+            total = with;
+            chosen.push(id.as_str());
+        }
+        (total, Some(chosen.into_iter().map(str::to_owned).collect::<Vec<String>>()))
+    }};
+}
 
 pub(crate) async fn open_settlement(
     store: &SqlStore,
@@ -71,7 +108,7 @@ pub(crate) async fn open_settlement(
     at: Timestamp,
     max_amount: Amount,
 ) -> StoreResult<Option<Settlement>> {
-    store.fold_charge_log().await?;
+    store.fold_journal().await?;
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
         // One batch at a time per budget: lock it, then look for a pending one.
@@ -88,35 +125,49 @@ pub(crate) async fn open_settlement(
             tx.commit().await.map_err(db_err)?;
             return Ok(Some(row.try_into()?));
         }
-        let charges: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, amount FROM charges \
-             WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL LIMIT $3",
-        )
-        .bind(tenant.as_str())
-        .bind(service.as_str())
-        .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        // As many as `max_amount` covers: a batch the ledger cannot pay would be refused whole.
-        let mut total = Amount::ZERO;
-        let mut chosen = Vec::with_capacity(charges.len());
-        for (id, raw) in &charges {
-            let with = total
-                .checked_add(parse(raw, "amount")?)
-                .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
-            if with > max_amount {
-                break;
+        // The batch: the budget's oldest captured charges not yet in one, as many as `max_amount`
+        // covers (a batch the ledger cannot pay would be refused whole).
+        let settlement_id = SettlementId::new();
+        let total = match &store.backend {
+            // The one writer: the batch is the first `MAX_CHARGES_PER_SETTLEMENT` in rowid order,
+            // which the budget/state index yields without sorting and which nothing can change
+            // before the commit. Its total is read as a few (price, count) rows, not a row per
+            // charge, and its charges are marked in one statement — unless it would exceed
+            // `max_amount`, when the charges are chosen one by one below.
+            crate::Backend::Sqlite { .. } => {
+                let priced: Vec<(String, i64)> = sqlx::query_as(&format!(
+                    "SELECT amount, COUNT(*) FROM ({OLDEST_UNSETTLED}) GROUP BY amount"
+                ))
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let mut total = Amount::ZERO;
+                for (raw, count) in &priced {
+                    let count = u128::try_from(*count).map_err(|_| StoreError::Corrupt("a negative count".into()))?;
+                    total = parse::<Amount>(raw, "amount")?
+                        .units()
+                        .checked_mul(count)
+                        .and_then(|sum| total.checked_add(Amount::new(sum)))
+                        .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
+                }
+                (total <= max_amount).then_some(total)
             }
-            total = with;
-            chosen.push(id.as_str());
-        }
+            crate::Backend::Postgres(_) => None,
+        };
+        // `None`: the oldest `MAX_CHARGES_PER_SETTLEMENT` (the embedded database's cheap path).
+        let (total, chosen) = match total {
+            Some(total) => (total, None),
+            None => mark_one_by_one!(tx, tenant, service, max_amount),
+        };
         if total == Amount::ZERO {
             tx.commit().await.map_err(db_err)?;
             return Ok(None);
         }
         let settlement = Settlement {
-            id: SettlementId::new(),
+            id: settlement_id,
             tenant_id: tenant.clone(),
             service: service.clone(),
             amount: total,
@@ -135,14 +186,30 @@ pub(crate) async fn open_settlement(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        let mut update = sqlx::QueryBuilder::new("UPDATE charges SET settlement_id = ");
-        update.push_bind(settlement.id.as_str()).push(" WHERE id IN (");
-        let mut ids = update.separated(", ");
-        for id in chosen {
-            ids.push_bind(id);
+        match chosen {
+            None => {
+                sqlx::query(&format!(
+                    "UPDATE charges SET settlement_id = $4 WHERE rowid IN (SELECT rowid FROM ({OLDEST_UNSETTLED}))"
+                ))
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
+                .bind(settlement.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            Some(chosen) => {
+                let mut update = sqlx::QueryBuilder::new("UPDATE charges SET settlement_id = ");
+                update.push_bind(settlement.id.as_str()).push(" WHERE id IN (");
+                let mut ids = update.separated(", ");
+                for id in &chosen {
+                    ids.push_bind(id.as_str());
+                }
+                update.push(")");
+                update.build().execute(&mut *tx).await.map_err(db_err)?;
+            }
         }
-        update.push(")");
-        update.build().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(settlement))
     })

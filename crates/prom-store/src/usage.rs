@@ -62,7 +62,7 @@ impl UsageStore for SqlStore {
     }
 
     async fn usage_report(&self, query: &UsageQuery) -> StoreResult<UsageReport> {
-        self.fold_charge_log().await?;
+        self.fold_journal().await?;
         let events_sql = format!(
             "SELECT {group} AS grp, outcome, COUNT(*) AS n FROM usage_events WHERE {filter} GROUP BY {group}, outcome",
             group = group_expr(query.group_by, "at"),

@@ -1,6 +1,6 @@
 //! The embedded database's background work: it copies its write-ahead log into the database file
 //! (commits no longer checkpoint, and fsync, themselves; they only would past a large fallback),
-//! and folds the charge log into the charges and budgets.
+//! and folds the charge journal into the charges and budgets.
 
 use prom_core::charge::{ChargeState, NewCharge, ResolvedCharge};
 use prom_core::id::{ChargeId, KeyId, TenantId};
@@ -40,63 +40,117 @@ async fn the_write_ahead_log_is_checkpointed_and_reused_without_a_commit_checkpo
     store.close().await;
 }
 
-/// Charges of the embedded database are appended to the charge log and folded into `charges` and
-/// the budgets in the background, with no read needed; a log left by a process that died before
-/// folding it is folded when the database is next opened.
+/// Charges of the embedded database are journaled (a line per batch, in a file beside it) and
+/// folded into `charges` and the budgets in the background, with no read needed; a journal left
+/// by a process that died before folding it is folded when the database is next opened, without
+/// its torn last batch and without counting anything twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_charge_log_is_folded_in_the_background_and_at_the_next_start() {
+async fn the_charge_journal_is_folded_in_the_background_and_at_the_next_start() {
     let dir = tempfile::TempDir::new().unwrap();
-    let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
+    let path = dir.path().join("store.sqlite3");
+    let database = Database::Sqlite { path: path.clone() };
+    let journal = dir.path().join("store.sqlite3-charges");
     let store = SqlStore::open(&database).await.unwrap();
     let (tenant, alpha, key) = approved_budget(&store, 100).await;
     let resolved = |amount, state| ended(&tenant, &alpha, &key, amount, state);
-    let raw = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("store.sqlite3")),
-    )
-    .await
-    .unwrap();
-    let count = |table: &'static str| {
+    let raw = sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
+    let count = || {
         let raw = raw.clone();
-        async move { sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&raw).await.unwrap() }
+        async move { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM charges").fetch_one(&raw).await.unwrap() }
+    };
+    let unsettled = || {
+        let raw = raw.clone();
+        async move { sqlx::query_scalar::<_, String>("SELECT unsettled FROM budgets").fetch_one(&raw).await.unwrap() }
     };
 
-    // In the background: the log empties into the charges without anyone reading a budget.
+    // In the background: the journal is folded into the charges without anyone reading a budget.
     let batch = [resolved(3, ChargeState::Captured), resolved(2, ChargeState::Released)];
     store.record_resolved(&batch, &[], Timestamp::now()).await.unwrap();
+    assert!(std::fs::metadata(&journal).unwrap().len() > 0, "the batch is in the journal");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while count("charge_log").await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the charge log was not folded within 10 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    while count().await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the charge journal was not folded within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(count("charges").await, 2);
-    let unsettled: String = sqlx::query_scalar("SELECT unsettled FROM budgets").fetch_one(&raw).await.unwrap();
-    assert_eq!(unsettled, "3", "only the capture is owed");
+    assert_eq!(unsettled().await, "3", "only the capture is owed");
 
-    // A process that dies with charges in its log (a row written as its last batch was): the next
-    // open folds them before anything else runs.
+    // A process killed with charges in its journal: a batch already folded (a fold commits, then
+    // the process dies before cutting the journal), its last complete batch (one capture of 4),
+    // then the start of a batch it was writing when it died (no newline: never answered).
+    store.close().await;
     drop(store);
-    sqlx::query(
-        "INSERT INTO charge_log (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) \
-         VALUES ($1, $2, 'alpha', $3, 'fortune', '4', 'captured', 0, 0)",
-    )
-    .bind(ChargeId::new().as_str())
-    .bind(tenant.as_str())
-    .bind(key.as_str())
-    .execute(&raw)
-    .await
-    .unwrap();
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "a journal folded up to its end is cut");
+    let line = |id: &str, amount: u128| {
+        format!(
+            "[{{\"id\":\"{id}\",\"tenant\":\"{tenant}\",\"service\":\"alpha\",\"key\":\"{key}\",\
+             \"tool\":\"fortune\",\"amount\":\"{amount}\",\"state\":\"captured\",\"at\":0,\"resolved_at\":0}}]\n"
+        )
+    };
+    let last = ended(&tenant, &alpha, &key, 4, ChargeState::Captured);
+    let killed = line(batch[0].charge.id.as_str(), 3) + &line(last.charge.id.as_str(), 4) + "[{\"id\":\"torn";
+    std::fs::write(&journal, killed).unwrap();
+
+    // The next open folds it before anything else runs: the old batches count nothing again, the
+    // last one counts once, the torn one not at all.
     let store = SqlStore::open(&database).await.unwrap();
-    assert_eq!((count("charge_log").await, count("charges").await), (0, 3));
+    assert_eq!((count().await, unsettled().await), (3, "7".to_owned()));
     assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(7));
+    // And the journal takes new batches on lines of their own.
+    store.record_resolved(&[resolved(5, ChargeState::Captured)], &[], Timestamp::now()).await.unwrap();
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(12));
+    store.close().await;
+    drop(store);
+    let store = SqlStore::open(&database).await.unwrap();
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(12), "nothing counted twice");
+    assert_eq!(count().await, 4);
     store.close().await;
     raw.close().await;
 }
 
-/// Another process opening the database while the server logs charges (`prom admin …` does) folds
-/// the log too, safely: it takes the write lock before reading the log, so a charge logged in
-/// between neither fails its open nor goes missing.
+/// A journal past its size limit is renamed aside, folded and deleted, and a new one started; a
+/// journal renamed aside by a process that died before deleting it is folded at the next open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_the_database_during_paid_load_folds_the_log_without_failing_or_losing_charges() {
+async fn a_large_journal_is_rotated_without_losing_or_repeating_a_charge() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
+    let journal = dir.path().join("store.sqlite3-charges");
+    let old = dir.path().join("store.sqlite3-charges.old");
+    let store = SqlStore::open(&database).await.unwrap();
+    store.rotate_journal_at(1_000);
+    let (tenant, alpha, key) = approved_budget(&store, 1_000_000).await;
+    let mut total = 0;
+    for round in 1..=20u128 {
+        let batch: Vec<ResolvedCharge> =
+            (0..5).map(|_| ended(&tenant, &alpha, &key, round, ChargeState::Captured)).collect();
+        store.record_resolved(&batch, &[], Timestamp::now()).await.unwrap();
+        total += 5 * round;
+        if round % 3 == 0 {
+            assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(total));
+            assert!(!old.exists(), "a rotated journal is deleted once folded");
+        }
+    }
+    // A process that died between renaming a journal aside and deleting it (here: the live one,
+    // copied aside after its fold, plus one more batch appended to the new one).
+    store
+        .record_resolved(&[ended(&tenant, &alpha, &key, 7, ChargeState::Captured)], &[], Timestamp::now())
+        .await
+        .unwrap();
+    total += 7;
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(total));
+    store.close().await;
+    drop(store);
+    std::fs::copy(&journal, &old).unwrap();
+    let store = SqlStore::open(&database).await.unwrap();
+    assert!(!old.exists());
+    assert_eq!(store.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(total));
+    store.close().await;
+}
+
+/// Another process opening the database while the server journals charges (`prom admin …` does)
+/// neither fails nor folds nor writes the journal (the server owns it), so no charge goes missing
+/// or counts twice; with the server gone, the next process to open it folds what it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_the_database_during_paid_load_neither_fails_nor_loses_charges() {
     let dir = tempfile::TempDir::new().unwrap();
     let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
     let server = SqlStore::open(&database).await.unwrap();
@@ -111,13 +165,46 @@ async fn opening_the_database_during_paid_load_folds_the_log_without_failing_or_
             }
         })
     };
+    let mut opened = 0;
     while !writer.is_finished() {
         let other = SqlStore::open(&database).await.expect("opening during paid load");
+        let batch = [ended(&tenant, &alpha, &key, 1, ChargeState::Captured)];
+        assert!(other.record_resolved(&batch, &[], Timestamp::now()).await.is_err(), "only the owner journals");
         other.close().await;
+        opened += 1;
     }
     writer.await.unwrap();
+    assert!(opened > 0);
     assert_eq!(server.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(CALLS));
     server.close().await;
+    let after = SqlStore::open(&database).await.unwrap();
+    assert_eq!(after.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(CALLS));
+    after.close().await;
+}
+
+/// A process that opened the database while another owned the journal takes it over once that
+/// one is gone, and cuts off the torn batch it may have left before appending its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_taking_the_journal_over_cuts_a_torn_batch_before_appending() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
+    let journal = dir.path().join("store.sqlite3-charges");
+    let first = SqlStore::open(&database).await.unwrap();
+    let (tenant, alpha, key) = approved_budget(&first, 1_000).await;
+    let second = SqlStore::open(&database).await.unwrap();
+    let one = |amount| [ended(&tenant, &alpha, &key, amount, ChargeState::Captured)];
+    assert!(second.record_resolved(&one(1), &[], Timestamp::now()).await.is_err(), "the first owns the journal");
+
+    // The first journals a batch, then dies while writing the next one.
+    first.record_resolved(&one(2), &[], Timestamp::now()).await.unwrap();
+    let mut left = std::fs::read(&journal).unwrap();
+    first.close().await;
+    left.extend_from_slice(b"[{\"id\":\"torn");
+    std::fs::write(&journal, &left).unwrap();
+
+    second.record_resolved(&one(3), &[], Timestamp::now()).await.unwrap();
+    assert_eq!(second.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(5));
+    second.close().await;
 }
 
 /// A tenant with a key and an approved budget for service `alpha`.
