@@ -46,6 +46,9 @@ use crate::db_err;
 
 /// Size past which a folded journal is renamed aside and a new one started.
 const ROTATE_AT: u64 = 8 << 20;
+/// Rows in one insert of a fold (9 bound values each). A full chunk's statement is prepared once
+/// and kept by the connection; bigger chunks would save round trips to its thread, not work.
+const ROWS_PER_STATEMENT: usize = 64;
 
 /// One ended charge as the journal writes it.
 #[derive(Serialize)]
@@ -62,7 +65,7 @@ struct EntryRef<'a> {
 }
 
 /// One ended charge as a fold reads it.
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize)]
 struct Entry {
     id: String,
     tenant: String,
@@ -365,9 +368,10 @@ fn parse(bytes: &[u8], path: &Path) -> StoreResult<Vec<Entry>> {
 }
 
 /// Inserts the entries not yet in `charges` and adds their captures to the budgets, in one
-/// transaction that takes the write lock first. Returns how many were new. The entries travel as
-/// one JSON parameter that SQLite unpacks (`json_each`): two statements of constant text per
-/// fold, however many charges it carries, and no row sent back but those already folded.
+/// transaction that takes the write lock first. Returns how many were new. Which ones were folded
+/// before is asked once, with their ids as one JSON parameter (`json_each`): normally no row comes
+/// back. The new ones are inserted with bound values, 64 rows per statement (measured cheaper
+/// than unpacking them from JSON in SQLite, which re-parses each row once per column).
 async fn insert(write: &sqlx::SqlitePool, entries: Vec<Entry>) -> StoreResult<usize> {
     let mut seen = HashSet::with_capacity(entries.len());
     let mut entries: Vec<Entry> = entries.into_iter().filter(|entry| seen.insert(entry.id.clone())).collect();
@@ -391,16 +395,23 @@ async fn insert(write: &sqlx::SqlitePool, entries: Vec<Entry>) -> StoreResult<us
         tx.commit().await.map_err(db_err)?;
         return Ok(0);
     }
-    sqlx::query(
-        "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) \
-         SELECT value ->> 'id', value ->> 'tenant', value ->> 'service', value ->> 'key', value ->> 'tool', \
-                value ->> 'amount', value ->> 'state', value ->> 'at', value ->> 'resolved_at' \
-         FROM json_each($1)",
-    )
-    .bind(encode(&entries)?)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err)?;
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ",
+        );
+        insert.push_values(chunk, |mut row, entry: &Entry| {
+            row.push_bind(entry.id.as_str())
+                .push_bind(entry.tenant.as_str())
+                .push_bind(entry.service.as_str())
+                .push_bind(entry.key.as_str())
+                .push_bind(entry.tool.as_str())
+                .push_bind(entry.amount.as_str())
+                .push_bind(entry.state.as_str())
+                .push_bind(entry.at)
+                .push_bind(entry.resolved_at);
+        });
+        insert.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await.map_err(db_err)?;
+    }
     let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
     for entry in &entries {
         if entry.state == ChargeState::Captured.as_str() {
