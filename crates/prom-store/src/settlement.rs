@@ -58,20 +58,80 @@ pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budge
     Ok(budgets)
 }
 
-/// Most charges in one settlement batch. Opening and completing a batch writes each of its charges,
-/// under the budget's lock (which PostgreSQL's paid calls wait for; on the embedded database, the
-/// only write connection, which folds and reads wait for): bounded batches keep that short. The
-/// settler opens batches until none is left.
+/// Most charges in one settlement batch. On PostgreSQL opening and completing a batch writes each
+/// of its charges under the budget's lock, which paid calls wait for: bounded batches keep that
+/// short. (On the embedded database a batch is a range and writes none of them.) The settler
+/// opens batches until none is left.
 const MAX_CHARGES_PER_SETTLEMENT: usize = 1_000;
 
-/// The embedded database's oldest captured charges of a budget that no batch holds yet (binds:
-/// tenant, service, limit).
-const OLDEST_UNSETTLED: &str = "SELECT rowid, amount FROM charges \
-     WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL ORDER BY rowid LIMIT $3";
+/// The embedded database's oldest captured charges of a budget after `seq` $4 that no batch holds
+/// (binds: tenant, service, limit, after).
+const OLDEST_UNSETTLED: &str = "SELECT seq, amount FROM charges \
+     WHERE tenant_id = $1 AND service = $2 AND state = 'captured' AND settlement_id IS NULL AND seq > $4 \
+     ORDER BY seq LIMIT $3";
 
-/// Chooses a batch's charges one by one, as many as `max_amount` covers; evaluates to their total
-/// and their ids. Either database (a macro, as the transaction's type differs); inside the
-/// transaction holding the budget's lock.
+/// The embedded database's next batch of a budget: the range of its captured charges after the
+/// last batch's, at most `MAX_CHARGES_PER_SETTLEMENT` of them and as many as `max_amount` covers;
+/// evaluates to its total and the `seq` it ends at. The total is read as a few (price, count)
+/// rows, not a row per charge, unless the whole range would exceed `max_amount`.
+macro_rules! oldest_range {
+    ($tx:expr, $tenant:expr, $service:expr, $max_amount:expr) => {{
+        let after: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(upto), 0) FROM settlements WHERE tenant_id = $1 AND service = $2")
+                .bind($tenant.as_str())
+                .bind($service.as_str())
+                .fetch_one(&mut *$tx)
+                .await
+                .map_err(db_err)?;
+        let priced: Vec<(String, i64, i64)> =
+            sqlx::query_as(&format!("SELECT amount, COUNT(*), MAX(seq) FROM ({OLDEST_UNSETTLED}) GROUP BY amount"))
+                .bind($tenant.as_str())
+                .bind($service.as_str())
+                .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
+                .bind(after)
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(db_err)?;
+        let mut total = Amount::ZERO;
+        let mut upto = after;
+        for (raw, count, last) in &priced {
+            let count = u128::try_from(*count).map_err(|_| StoreError::Corrupt("a negative count".into()))?;
+            total = parse::<Amount>(raw, "amount")?
+                .units()
+                .checked_mul(count)
+                .and_then(|sum| total.checked_add(Amount::new(sum)))
+                .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
+            upto = upto.max(*last);
+        }
+        if total > $max_amount {
+            // The ledger cannot pay the whole range: its longest prefix that fits.
+            let charges: Vec<(i64, String)> = sqlx::query_as(OLDEST_UNSETTLED)
+                .bind($tenant.as_str())
+                .bind($service.as_str())
+                .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
+                .bind(after)
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(db_err)?;
+            (total, upto) = (Amount::ZERO, after);
+            for (seq, raw) in &charges {
+                let with = total
+                    .checked_add(parse(raw, "amount")?)
+                    .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
+                if with > $max_amount {
+                    break;
+                }
+                (total, upto) = (with, *seq);
+            }
+        }
+        (total, upto)
+    }};
+}
+
+/// Chooses a batch's charges one by one (PostgreSQL, whose charges have no write order: a hold
+/// written early may be captured late), as many as `max_amount` covers; evaluates to their total
+/// and their ids. A macro, as the transaction's type differs by database; inside the transaction
+/// holding the budget's lock.
 macro_rules! mark_one_by_one {
     ($tx:expr, $tenant:expr, $service:expr, $max_amount:expr) => {{
         let charges: Vec<(String, String)> = sqlx::query_as(
@@ -96,7 +156,7 @@ macro_rules! mark_one_by_one {
             total = with;
             chosen.push(id.as_str());
         }
-        (total, Some(chosen.into_iter().map(str::to_owned).collect::<Vec<String>>()))
+        (total, chosen.into_iter().map(str::to_owned).collect::<Vec<String>>())
     }};
 }
 
@@ -127,88 +187,57 @@ pub(crate) async fn open_settlement(
         }
         // The batch: the budget's oldest captured charges not yet in one, as many as `max_amount`
         // covers (a batch the ledger cannot pay would be refused whole).
-        let settlement_id = SettlementId::new();
-        let total = match &store.backend {
-            // The one writer: the batch is the first `MAX_CHARGES_PER_SETTLEMENT` in rowid order,
-            // which the budget/state index yields without sorting and which nothing can change
-            // before the commit. Its total is read as a few (price, count) rows, not a row per
-            // charge, and its charges are marked in one statement — unless it would exceed
-            // `max_amount`, when the charges are chosen one by one below.
+        let (total, upto, chosen) = match &store.backend {
+            // The one writer: the batch is a range of the budget's captured charges in the order
+            // they were written (`seq`), after the last batch's, which the budget/state index
+            // yields without sorting; its charges are not updated (migration 0011).
             crate::Backend::Sqlite { .. } => {
-                let priced: Vec<(String, i64)> = sqlx::query_as(&format!(
-                    "SELECT amount, COUNT(*) FROM ({OLDEST_UNSETTLED}) GROUP BY amount"
-                ))
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let mut total = Amount::ZERO;
-                for (raw, count) in &priced {
-                    let count = u128::try_from(*count).map_err(|_| StoreError::Corrupt("a negative count".into()))?;
-                    total = parse::<Amount>(raw, "amount")?
-                        .units()
-                        .checked_mul(count)
-                        .and_then(|sum| total.checked_add(Amount::new(sum)))
-                        .ok_or_else(|| StoreError::Corrupt("a settlement overflowed".into()))?;
-                }
-                (total <= max_amount).then_some(total)
+                let (total, upto) = oldest_range!(tx, tenant, service, max_amount);
+                (total, Some(upto), Vec::new())
             }
-            crate::Backend::Postgres(_) => None,
-        };
-        // `None`: the oldest `MAX_CHARGES_PER_SETTLEMENT` (the embedded database's cheap path).
-        let (total, chosen) = match total {
-            Some(total) => (total, None),
-            None => mark_one_by_one!(tx, tenant, service, max_amount),
+            crate::Backend::Postgres(_) => {
+                let (total, chosen) = mark_one_by_one!(tx, tenant, service, max_amount);
+                (total, None, chosen)
+            }
         };
         if total == Amount::ZERO {
             tx.commit().await.map_err(db_err)?;
             return Ok(None);
         }
         let settlement = Settlement {
-            id: settlement_id,
+            id: SettlementId::new(),
             tenant_id: tenant.clone(),
             service: service.clone(),
             amount: total,
             created_at_time,
         };
-        sqlx::query(
+        let insert = sqlx::query(if upto.is_some() {
+            "INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at, upto) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)"
+        } else {
             "INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
-        )
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6)"
+        })
         .bind(settlement.id.as_str())
         .bind(tenant.as_str())
         .bind(service.as_str())
         .bind(total.to_string())
         .bind(created_at_time.to_string())
-        .bind(at.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        match chosen {
-            None => {
-                sqlx::query(&format!(
-                    "UPDATE charges SET settlement_id = $4 WHERE rowid IN (SELECT rowid FROM ({OLDEST_UNSETTLED}))"
-                ))
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .bind(MAX_CHARGES_PER_SETTLEMENT as i64)
-                .bind(settlement.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        .bind(at.as_millis());
+        let insert = match upto {
+            Some(upto) => insert.bind(upto),
+            None => insert,
+        };
+        insert.execute(&mut *tx).await.map_err(db_err)?;
+        if !chosen.is_empty() {
+            let mut update = sqlx::QueryBuilder::new("UPDATE charges SET settlement_id = ");
+            update.push_bind(settlement.id.as_str()).push(" WHERE id IN (");
+            let mut ids = update.separated(", ");
+            for id in &chosen {
+                ids.push_bind(id.as_str());
             }
-            Some(chosen) => {
-                let mut update = sqlx::QueryBuilder::new("UPDATE charges SET settlement_id = ");
-                update.push_bind(settlement.id.as_str()).push(" WHERE id IN (");
-                let mut ids = update.separated(", ");
-                for id in &chosen {
-                    ids.push_bind(id.as_str());
-                }
-                update.push(")");
-                update.build().execute(&mut *tx).await.map_err(db_err)?;
-            }
+            update.push(")");
+            update.build().execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(Some(settlement))

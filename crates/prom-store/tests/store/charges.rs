@@ -240,3 +240,103 @@ store_tests!(
     charges_resolved_in_memory_are_written_once_with_the_budget,
     a_backlog_settles_in_bounded_batches_covering_each_charge_once
 );
+
+/// Migration 0011 rebuilds the embedded database's `charges` with an explicit write order (`seq`)
+/// and settles ranges of it: charges written before it keep their order and state, a batch
+/// recorded before it (its charges named one by one) still completes as before, and the next
+/// batch covers the captured charges after it without updating them — which `charges_settled`
+/// shows as settled once the batch is done.
+#[tokio::test]
+async fn charges_and_batches_from_before_range_settlement_survive_its_migration() {
+    use prom_core::id::TenantId;
+    use prom_core::service::ServiceSlug;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("store.sqlite3");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(all.migrations.iter().filter(|m| m.version < 11).cloned().collect()),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    // Written by the previous version: a batch of 3
+    // pending on the ledger, two captures of 4 and 6 owed, a release, and the budget they left.
+    let old = sqlx::SqlitePool::connect_with(options.clone()).await.unwrap();
+    before.run(&old).await.unwrap();
+    sqlx::query(
+        "INSERT INTO tenants (id, slug, name, created_at) VALUES ('tenant', 'acme', 'Acme', 0); \
+         INSERT INTO api_keys (id, tenant_id, label, environment, digest, last4, scopes, created_at) \
+         VALUES ('key', 'tenant', 'agent', 'live', x'00', 'abcd', 'agent:connect', 0); \
+         INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at) \
+         VALUES ('tenant', 'alpha', '100', NULL, '0', '13', '0', 0); \
+         INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at) \
+         VALUES ('legacy', 'tenant', 'alpha', '3', '1', 'pending', 0); \
+         INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at, settlement_id) VALUES \
+         ('c1', 'tenant', 'alpha', 'key', 'fortune', '3', 'captured', 1, 1, 'legacy'), \
+         ('c2', 'tenant', 'alpha', 'key', 'fortune', '5', 'released', 2, 2, NULL), \
+         ('c3', 'tenant', 'alpha', 'key', 'fortune', '4', 'captured', 3, 3, NULL), \
+         ('c4', 'tenant', 'alpha', 'key', 'fortune', '6', 'captured', 4, 4, NULL)",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    old.close().await;
+
+    let store = SqlStore::open(&prom_store::Database::Sqlite { path: path.clone() }).await.unwrap();
+    let (tenant, alpha) = (TenantId::from_trusted("tenant".into()), ServiceSlug::from_trusted("alpha".into()));
+    let pending = store.pending_settlements().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    store.complete_settlement(&pending[0], 1, t0()).await.unwrap();
+    // The next batch: the two captures after it, not the release, nor the charge already settled.
+    let next = store.open_settlement(&tenant, &alpha, 2, t0(), Amount::new(u128::MAX)).await.unwrap().expect("a batch");
+    assert_eq!(next.amount, Amount::new(10));
+    let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let states = || {
+        let db = db.clone();
+        async move {
+            sqlx::query_as::<_, (i64, String, String, Option<String>)>(
+                "SELECT seq, id, state, settlement_id FROM charges_settled ORDER BY seq",
+            )
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let batch = Some(next.id.as_str().to_owned());
+    let legacy = Some("legacy".to_owned());
+    let row = |seq, id: &str, state: &str, settlement: &Option<String>| {
+        (seq, id.to_owned(), state.to_owned(), settlement.clone())
+    };
+    assert_eq!(
+        states().await,
+        [
+            row(1, "c1", "settled", &legacy),
+            row(2, "c2", "released", &None),
+            row(3, "c3", "captured", &batch),
+            row(4, "c4", "captured", &batch)
+        ],
+        "a pending batch's charges are not settled yet"
+    );
+    store.complete_settlement(&next, 2, t0()).await.unwrap();
+    assert_eq!(
+        states().await,
+        [
+            row(1, "c1", "settled", &legacy),
+            row(2, "c2", "released", &None),
+            row(3, "c3", "settled", &batch),
+            row(4, "c4", "settled", &batch)
+        ]
+    );
+    let untouched: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT state, settlement_id FROM charges WHERE id IN ('c3', 'c4')")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(untouched, [("captured".to_owned(), None), ("captured".to_owned(), None)], "a range marks no charge");
+    assert!(store.open_settlement(&tenant, &alpha, 3, t0(), Amount::new(u128::MAX)).await.unwrap().is_none());
+    let budget = store.budget(&tenant, &alpha).await.unwrap();
+    assert_eq!((budget.unsettled, budget.settled), (Amount::ZERO, Amount::new(13)));
+    store.close().await;
+    db.close().await;
+}

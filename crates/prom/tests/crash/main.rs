@@ -220,9 +220,10 @@ async fn sigkill_during_paid_load_loses_and_duplicates_no_charge() {
     let db = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
     let demo: String = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'demo'").fetch_one(&db).await.unwrap();
 
-    // Charges: every one resolved, at the price, settled ones in a settlement.
+    // Charges: every one resolved, at the price, settled ones in a settlement (the view derives
+    // both for charges settled as a range, migration 0011).
     let charges = sqlx::query(
-        "SELECT key_id, state, amount, settlement_id FROM charges WHERE tenant_id = $1 AND service = 'demo'",
+        "SELECT key_id, state, amount, settlement_id FROM charges_settled WHERE tenant_id = $1 AND service = 'demo'",
     )
     .bind(&consumer)
     .fetch_all(&db)
