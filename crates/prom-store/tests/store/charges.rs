@@ -253,17 +253,9 @@ async fn charges_and_batches_from_before_range_settlement_survive_its_migration(
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("store.sqlite3");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
-    let all = sqlx::migrate!("./migrations/sqlite");
-    let before = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(all.migrations.iter().filter(|m| m.version < 11).cloned().collect()),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
-    };
-    // Written by the previous version: a batch of 3
-    // pending on the ledger, two captures of 4 and 6 owed, a release, and the budget they left.
-    let old = sqlx::SqlitePool::connect_with(options.clone()).await.unwrap();
-    before.run(&old).await.unwrap();
+    // Written by the previous version: a batch of 3 pending on the ledger, two captures of 4 and 6
+    // owed, a release, and the budget they left.
+    let old = crate::support::sqlite_before_migration(&options, 11).await;
     sqlx::query(
         "INSERT INTO tenants (id, slug, name, created_at) VALUES ('tenant', 'acme', 'Acme', 0); \
          INSERT INTO api_keys (id, tenant_id, label, environment, digest, last4, scopes, created_at) \

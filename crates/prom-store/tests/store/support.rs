@@ -53,6 +53,21 @@ where
 
 /// The PostgreSQL URL, or `None` after saying loudly that PostgreSQL is skipped. In CI a missing
 /// URL is a failure: a pipeline that forgot the database must not look green.
+/// An embedded database at `options` with the migrations before `version` applied: what an
+/// earlier version of the server left, for tests of the migrations that follow.
+pub async fn sqlite_before_migration(options: &sqlx::sqlite::SqliteConnectOptions, version: i64) -> sqlx::SqlitePool {
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(all.migrations.iter().filter(|m| m.version < version).cloned().collect()),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    let pool = sqlx::SqlitePool::connect_with(options.clone()).await.unwrap();
+    before.run(&pool).await.unwrap();
+    pool
+}
+
 fn postgres_url() -> Option<String> {
     if let Some(url) = std::env::var(DATABASE_URL_VAR).ok().filter(|url| !url.trim().is_empty()) {
         return Some(url);

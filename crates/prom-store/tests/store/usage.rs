@@ -208,15 +208,7 @@ async fn usage_written_before_the_lean_usage_table_survives_its_migration() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("store.sqlite3");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
-    let all = sqlx::migrate!("./migrations/sqlite");
-    let before = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(all.migrations.iter().filter(|m| m.version < 10).cloned().collect()),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
-    };
-    let old = sqlx::SqlitePool::connect_with(options.clone().foreign_keys(false)).await.unwrap();
-    before.run(&old).await.unwrap();
+    let old = crate::support::sqlite_before_migration(&options.clone().foreign_keys(false), 10).await;
     // The old table's foreign keys want a tenant and a key; this connection does not check them.
     for (id, at) in [(7_i64, 1_000_i64), (8, 2_000)] {
         sqlx::query(
