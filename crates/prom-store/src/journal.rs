@@ -15,9 +15,10 @@
 //! database.
 //!
 //! - **One writer.** The process that holds the journal's lock file (`flock`, released by the OS
-//!   when the process dies, even by SIGKILL) owns it: only it appends and folds. Another process
-//!   opening the same database (`prom admin …` while the server runs) neither appends nor folds;
-//!   when nobody holds the lock, it takes it and folds what a dead process left.
+//!   when the process dies, even by SIGKILL) owns it: only it appends and folds. A process takes
+//!   it for good with its first append (the server's first ended paid call). Opening the
+//!   database takes it only for a moment, when nobody holds it, to fold what a dead process left;
+//!   a process opening it while the server runs (`prom admin …`) neither appends nor folds.
 //! - **Torn batches.** A batch is one line, and its last byte is its newline: a process killed in
 //!   the middle of a `write` leaves a line without one, which the next owner cuts off before
 //!   appending (its callers never got an answer). A failed `write` is cut off at once.
@@ -44,6 +45,8 @@ use serde::{Deserialize, Serialize};
 use crate::charges::{add_captured_to_budgets, amount};
 use crate::db_err;
 
+/// How long a write waits for another process to let the journal go before it is refused.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Size past which a folded journal is renamed aside and a new one started.
 const ROTATE_AT: u64 = 8 << 20;
 /// Rows in one insert of a fold (9 bound values each). A full chunk's statement is prepared once
@@ -215,23 +218,37 @@ impl Journal {
             .map_err(|err| StoreError::Corrupt(format!("a charge batch could not be encoded: {err}")))?;
         line.push(b'\n');
 
-        let mut guard = lock(&self.owner);
-        if !self.claim(&mut guard)? {
-            return Err(StoreError::Conflict(format!(
-                "another process holds the charge journal {}: only one server may charge paid calls on this database",
-                self.path.display()
-            )));
+        // Another process may hold the journal for a moment (`prom admin …` folding what a dead
+        // server left, as it opens the database): wait for it, a little.
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            {
+                let mut guard = lock(&self.owner);
+                if self.claim(&mut guard)? {
+                    let Some(owner) = guard.as_mut() else {
+                        return Err(StoreError::Corrupt("the claimed journal vanished".into()));
+                    };
+                    return self.append(owner, &line);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Conflict(format!(
+                    "another process holds the charge journal {}: only one server may charge paid calls on this database",
+                    self.path.display()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        let Some(owner) = guard.as_mut() else {
-            return Err(StoreError::Corrupt("the claimed journal vanished".into()));
-        };
+    }
+
+    fn append(&self, owner: &mut Owner, line: &[u8]) -> StoreResult<()> {
         if owner.broken {
             return Err(StoreError::Corrupt(format!(
                 "the charge journal {} could not be repaired after a failed write; restart the server",
                 self.path.display()
             )));
         }
-        if let Err(err) = owner.file.write_all(&line) {
+        if let Err(err) = owner.file.write_all(line) {
             // Cut the partial line off, so the next batch starts on a line of its own.
             if owner.file.set_len(owner.len).is_err() {
                 owner.broken = true;
@@ -271,6 +288,21 @@ impl Journal {
         Ok(())
     }
 
+    /// Opening the database: folds what a process that is gone left in the journal, if no live
+    /// process owns it, and lets it go again (it is taken for good by the first `record`).
+    pub(crate) async fn recover(&self, write: &sqlx::SqlitePool) -> StoreResult<usize> {
+        let claimed = {
+            let mut guard = lock(&self.owner);
+            let owned = guard.is_some();
+            !owned && self.claim(&mut guard)?
+        };
+        let folded = self.fold(write).await;
+        if claimed {
+            self.release();
+        }
+        folded
+    }
+
     /// Folds what was appended since the last fold into `charges` and the budgets, in one
     /// transaction; returns how many charges were new. Nothing to do in a process that does not
     /// own the journal.
@@ -301,9 +333,6 @@ impl Journal {
     /// one from where the last fold stopped. Renames a large, fully taken journal aside.
     fn take(&self) -> StoreResult<Option<Taken>> {
         let mut guard = lock(&self.owner);
-        if !self.claim(&mut guard)? {
-            return Ok(None);
-        }
         let Some(owner) = guard.as_mut() else { return Ok(None) };
         if owner.folded >= owner.len && !owner.old {
             return Ok(None);

@@ -219,7 +219,7 @@ impl SqlStore {
                 // an earlier version, and in the journal (when no running process owns it).
                 charges::fold_charge_log(&read, &write).await.map_err(OpenError::Repair)?;
                 let journal = Arc::new(journal::Journal::new(path));
-                journal.fold(&write).await.map_err(OpenError::Repair)?;
+                journal.recover(&write).await.map_err(OpenError::Repair)?;
                 let housekeeper = Arc::new(Housekeeper::spawn(journal.clone(), write.clone(), checkpoints));
                 Self { backend: Backend::Sqlite { read, write, housekeeper, journal } }
             }

@@ -168,13 +168,15 @@ async fn opening_the_database_during_paid_load_neither_fails_nor_loses_charges()
     let mut opened = 0;
     while !writer.is_finished() {
         let other = SqlStore::open(&database).await.expect("opening during paid load");
-        let batch = [ended(&tenant, &alpha, &key, 1, ChargeState::Captured)];
-        assert!(other.record_resolved(&batch, &[], Timestamp::now()).await.is_err(), "only the owner journals");
         other.close().await;
         opened += 1;
     }
     writer.await.unwrap();
     assert!(opened > 0);
+    let other = SqlStore::open(&database).await.unwrap();
+    let batch = [ended(&tenant, &alpha, &key, 1, ChargeState::Captured)];
+    assert!(other.record_resolved(&batch, &[], Timestamp::now()).await.is_err(), "only the owner journals");
+    other.close().await;
     assert_eq!(server.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(CALLS));
     server.close().await;
     let after = SqlStore::open(&database).await.unwrap();
@@ -182,21 +184,26 @@ async fn opening_the_database_during_paid_load_neither_fails_nor_loses_charges()
     after.close().await;
 }
 
-/// A process that opened the database while another owned the journal takes it over once that
-/// one is gone, and cuts off the torn batch it may have left before appending its own.
+/// Opening the database takes the journal only for a moment: the first process to journal a
+/// charge owns it, another is refused while it lives, and takes it over once it is gone — cutting
+/// off the torn batch it may have left before appending its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_taking_the_journal_over_cuts_a_torn_batch_before_appending() {
     let dir = tempfile::TempDir::new().unwrap();
     let database = Database::Sqlite { path: dir.path().join("store.sqlite3") };
     let journal = dir.path().join("store.sqlite3-charges");
+    // Opened first and kept open (as `prom admin …` would be), but never journaling: it does not
+    // keep the journal from the others.
+    let reader = SqlStore::open(&database).await.unwrap();
     let first = SqlStore::open(&database).await.unwrap();
     let (tenant, alpha, key) = approved_budget(&first, 1_000).await;
     let second = SqlStore::open(&database).await.unwrap();
     let one = |amount| [ended(&tenant, &alpha, &key, amount, ChargeState::Captured)];
-    assert!(second.record_resolved(&one(1), &[], Timestamp::now()).await.is_err(), "the first owns the journal");
 
-    // The first journals a batch, then dies while writing the next one.
+    // The first journals a batch (and owns the journal from then on), then dies while writing the
+    // next one.
     first.record_resolved(&one(2), &[], Timestamp::now()).await.unwrap();
+    assert!(second.record_resolved(&one(1), &[], Timestamp::now()).await.is_err(), "the first owns the journal");
     let mut left = std::fs::read(&journal).unwrap();
     first.close().await;
     left.extend_from_slice(b"[{\"id\":\"torn");
@@ -205,6 +212,7 @@ async fn a_process_taking_the_journal_over_cuts_a_torn_batch_before_appending() 
     second.record_resolved(&one(3), &[], Timestamp::now()).await.unwrap();
     assert_eq!(second.budget(&tenant, &alpha).await.unwrap().unsettled, Amount::new(5));
     second.close().await;
+    reader.close().await;
 }
 
 /// A tenant with a key and an approved budget for service `alpha`.
