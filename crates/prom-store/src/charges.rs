@@ -30,7 +30,7 @@ struct BudgetRow {
     settled: String,
 }
 
-pub(crate) fn amount(raw: &str) -> StoreResult<Amount> {
+fn amount(raw: &str) -> StoreResult<Amount> {
     raw.parse().map_err(|_| StoreError::Corrupt(format!("stored amount {raw:?} is not a decimal")))
 }
 
@@ -152,14 +152,9 @@ pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::Sqlit
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
-    let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
-    for (tenant, service, state, raw) in &rows {
-        if state == ChargeState::Captured.as_str() {
-            let key = (TenantId::from_trusted(tenant.clone()), ServiceSlug::from_trusted(service.clone()));
-            let total = captured.entry(key).or_insert(Amount::ZERO);
-            *total = add(*total, amount(raw)?)?;
-        }
-    }
+    let captured = captured_by_budget(
+        rows.iter().map(|(t, s, state, raw)| (t.as_str(), s.as_str(), state.as_str(), raw.as_str())),
+    )?;
     add_captured_to_budgets(&mut tx, &captured, Timestamp::now()).await?;
     sqlx::query(
         "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) \
@@ -171,6 +166,22 @@ pub(crate) async fn fold_charge_log(read: &sqlx::SqlitePool, write: &sqlx::Sqlit
     .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     Ok(rows.len())
+}
+
+/// What the captures among resolved charges, given as `(tenant, service, state, amount)`, add to
+/// each budget (a fold of the embedded database).
+pub(crate) fn captured_by_budget<'a>(
+    charges: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
+) -> StoreResult<BTreeMap<(TenantId, ServiceSlug), Amount>> {
+    let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
+    for (tenant, service, state, raw) in charges {
+        if state == ChargeState::Captured.as_str() {
+            let key = (TenantId::from_trusted(tenant.to_owned()), ServiceSlug::from_trusted(service.to_owned()));
+            let total = captured.entry(key).or_insert(Amount::ZERO);
+            *total = add(*total, amount(raw)?)?;
+        }
+    }
+    Ok(captured)
 }
 
 /// Adds what was captured to each budget's `unsettled`, under its lock, in a fixed order (a fold

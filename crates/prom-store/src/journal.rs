@@ -26,7 +26,7 @@
 //!   started, and the old one is deleted after the fold that read it commits. A fold that failed
 //!   reads the old file again, whole, next time.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -35,14 +35,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prom_core::charge::{ChargeState, ResolvedCharge};
-use prom_core::id::TenantId;
-use prom_core::money::Amount;
-use prom_core::service::ServiceSlug;
 use prom_core::store::{StoreError, StoreResult};
 use prom_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::charges::{add_captured_to_budgets, amount};
+use crate::charges::{add_captured_to_budgets, captured_by_budget};
 use crate::db_err;
 
 /// How long a write waits for another process to let the journal go before it is refused.
@@ -260,16 +257,19 @@ impl Journal {
     }
 
     async fn check_budgets(&self, read: &sqlx::SqlitePool, charges: &[ResolvedCharge]) -> StoreResult<()> {
-        let mut unknown: Vec<(String, String)> = {
+        // A batch names a budget or two: look each up once, allocating only for one not yet known.
+        let mut named: Vec<(&str, &str)> =
+            charges.iter().map(|c| (c.charge.tenant_id.as_str(), c.charge.service.as_str())).collect();
+        named.sort_unstable();
+        named.dedup();
+        let unknown: Vec<(String, String)> = {
             let known = lock(&self.budgets);
-            charges
-                .iter()
-                .map(|c| (c.charge.tenant_id.as_str().to_owned(), c.charge.service.as_str().to_owned()))
+            named
+                .into_iter()
+                .map(|(tenant, service)| (tenant.to_owned(), service.to_owned()))
                 .filter(|key| !known.contains(key))
                 .collect()
         };
-        unknown.sort();
-        unknown.dedup();
         for (tenant, service) in unknown {
             let exists: bool =
                 sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM budgets WHERE tenant_id = $1 AND service = $2)")
@@ -441,17 +441,9 @@ async fn insert(write: &sqlx::SqlitePool, entries: Vec<Entry>) -> StoreResult<us
         });
         insert.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await.map_err(db_err)?;
     }
-    let mut captured: BTreeMap<(TenantId, ServiceSlug), Amount> = BTreeMap::new();
-    for entry in &entries {
-        if entry.state == ChargeState::Captured.as_str() {
-            let total = captured
-                .entry((TenantId::from_trusted(entry.tenant.clone()), ServiceSlug::from_trusted(entry.service.clone())))
-                .or_insert(Amount::ZERO);
-            *total = total
-                .checked_add(amount(&entry.amount)?)
-                .ok_or_else(|| StoreError::Corrupt("an amount overflowed".into()))?;
-        }
-    }
+    let captured = captured_by_budget(
+        entries.iter().map(|e| (e.tenant.as_str(), e.service.as_str(), e.state.as_str(), e.amount.as_str())),
+    )?;
     add_captured_to_budgets(&mut tx, &captured, Timestamp::now()).await?;
     tx.commit().await.map_err(db_err)?;
     Ok(entries.len())
