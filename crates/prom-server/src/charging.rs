@@ -189,10 +189,13 @@ struct MemoryBook {
     holds: HashMap<ChargeId, NewCharge>,
 }
 
+/// What writing a batch returns: the budget rows after it, and the batch's charges back.
+type Written = (Result<Vec<Budget>, StoreError>, Vec<ResolvedCharge>);
+
 /// The write of one batch of ended charges, in flight while the book goes on deciding holds.
 struct InFlight {
-    write: futures_util::future::BoxFuture<'static, Result<Vec<Budget>, StoreError>>,
-    ended: Vec<(ResolvedCharge, Reply)>,
+    write: futures_util::future::BoxFuture<'static, Written>,
+    replies: Vec<Reply>,
 }
 
 impl MemoryBook {
@@ -218,7 +221,8 @@ impl MemoryBook {
                     }
                 }, if in_flight.is_some() => {
                     let Some(done) = in_flight.take() else { continue };
-                    self.written(written, done.ended, &ended);
+                    let (result, charges) = written;
+                    self.written(result, charges, done.replies, &ended);
                     for (key, reply) in refreshes.drain(..) {
                         let _ = reply.send(self.reload(&key, &ended).await);
                     }
@@ -357,18 +361,25 @@ impl MemoryBook {
         resolved.push((ResolvedCharge { charge, state, resolved_at: now }, reply));
     }
 
-    /// Starts writing a batch of ended charges.
+    /// Starts writing a batch of ended charges (which the write hands back when done).
     fn write(&self, ended: Vec<(ResolvedCharge, Reply)>) -> InFlight {
-        let charges: Vec<ResolvedCharge> = ended.iter().map(|(charge, _)| charge.clone()).collect();
-        let mut keys: Vec<BudgetKey> =
-            charges.iter().map(|c| (c.charge.tenant_id.clone(), c.charge.service.clone())).collect();
-        keys.sort();
-        keys.dedup();
-        let held: Vec<(TenantId, ServiceSlug, Amount)> =
-            keys.iter().map(|key| (key.0.clone(), key.1.clone(), self.held_of(key))).collect();
+        let (charges, replies): (Vec<ResolvedCharge>, Vec<Reply>) = ended.into_iter().unzip();
+        // A batch names a budget or two: each once, with what is held on it.
+        let mut held: Vec<(TenantId, ServiceSlug, Amount)> = Vec::new();
+        for charge in &charges {
+            let (tenant, service) = (&charge.charge.tenant_id, &charge.charge.service);
+            if !held.iter().any(|(t, s, _)| t == tenant && s == service) {
+                let key = (tenant.clone(), service.clone());
+                let amount = self.held_of(&key);
+                held.push((key.0, key.1, amount));
+            }
+        }
         let store = self.store.clone();
-        let write = Box::pin(async move { store.record_resolved(&charges, &held, Timestamp::now()).await });
-        InFlight { write, ended }
+        let write = Box::pin(async move {
+            let result = store.record_resolved(&charges, &held, Timestamp::now()).await;
+            (result, charges)
+        });
+        InFlight { write, replies }
     }
 
     /// A batch was written (or not): takes the budget rows the store returned (none from the
@@ -376,7 +387,8 @@ impl MemoryBook {
     fn written(
         &mut self,
         result: Result<Vec<Budget>, StoreError>,
-        batch: Vec<(ResolvedCharge, Reply)>,
+        charges: Vec<ResolvedCharge>,
+        replies: Vec<Reply>,
         pending: &[(ResolvedCharge, Reply)],
     ) {
         match result {
@@ -388,14 +400,14 @@ impl MemoryBook {
                         budget.unsettled.checked_add(captured_of(&key, pending)).unwrap_or(Amount::new(u128::MAX));
                     self.budgets.insert(key, budget);
                 }
-                for (_, reply) in batch {
+                for reply in replies {
                     let _ = reply.send(Ok(ChargeOpResult::Done));
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, charges = batch.len(), "ended charges could not be written");
+                tracing::error!(error = %err, charges = charges.len(), "ended charges could not be written");
                 // Nothing was written: a capture's result is withheld, so it counts as released.
-                for (ended, _) in &batch {
+                for ended in &charges {
                     if ended.state == ChargeState::Captured {
                         let key = (ended.charge.tenant_id.clone(), ended.charge.service.clone());
                         if let Some(budget) = self.budgets.get_mut(&key) {
@@ -405,7 +417,7 @@ impl MemoryBook {
                     }
                 }
                 let err = Arc::new(err);
-                for (_, reply) in batch {
+                for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }
             }

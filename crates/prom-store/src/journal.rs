@@ -26,6 +26,7 @@
 //!   started, and the old one is deleted after the fold that read it commits. A fold that failed
 //!   reads the old file again, whole, next time.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -64,16 +65,24 @@ struct EntryRef<'a> {
     resolved_at: i64,
 }
 
-/// One ended charge as a fold reads it.
+/// One ended charge as a fold reads it, borrowing from the bytes read (a string with an escape
+/// in it is the only one copied).
 #[derive(Deserialize)]
-struct Entry {
-    id: String,
-    tenant: String,
-    service: String,
-    key: String,
-    tool: String,
-    amount: String,
-    state: String,
+struct Entry<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    tenant: Cow<'a, str>,
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow)]
+    tool: Cow<'a, str>,
+    #[serde(borrow)]
+    amount: Cow<'a, str>,
+    #[serde(borrow)]
+    state: Cow<'a, str>,
     at: i64,
     resolved_at: i64,
 }
@@ -385,10 +394,10 @@ fn complete_length(file: &File) -> std::io::Result<u64> {
     Ok(0)
 }
 
-fn parse(bytes: &[u8], path: &Path) -> StoreResult<Vec<Entry>> {
+fn parse<'a>(bytes: &'a [u8], path: &Path) -> StoreResult<Vec<Entry<'a>>> {
     let mut entries = Vec::new();
     for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-        let batch: Vec<Entry> = serde_json::from_slice(line).map_err(|err| {
+        let batch: Vec<Entry<'a>> = serde_json::from_slice(line).map_err(|err| {
             StoreError::Corrupt(format!("the charge journal {} has an unreadable batch: {err}", path.display()))
         })?;
         entries.extend(batch);
@@ -401,16 +410,16 @@ fn parse(bytes: &[u8], path: &Path) -> StoreResult<Vec<Entry>> {
 /// before is asked once, with their ids as one JSON parameter (`json_each`): normally no row comes
 /// back. The new ones are inserted with bound values, 64 rows per statement (measured cheaper
 /// than unpacking them from JSON in SQLite, which re-parses each row once per column).
-async fn insert(write: &sqlx::SqlitePool, entries: Vec<Entry>) -> StoreResult<usize> {
+async fn insert(write: &sqlx::SqlitePool, mut entries: Vec<Entry<'_>>) -> StoreResult<usize> {
     let mut seen = HashSet::with_capacity(entries.len());
-    let mut entries: Vec<Entry> = entries.into_iter().filter(|entry| seen.insert(entry.id.clone())).collect();
+    entries.retain(|entry| seen.insert(entry.id.clone()));
     for entry in &entries {
         if entry.state != ChargeState::Captured.as_str() && entry.state != ChargeState::Released.as_str() {
             return Err(StoreError::Corrupt(format!("the charge journal holds a charge in state {:?}", entry.state)));
         }
     }
     let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-    let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
+    let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_ref()).collect();
     let folded: HashSet<String> =
         sqlx::query_scalar("SELECT id FROM charges WHERE id IN (SELECT value FROM json_each($1))")
             .bind(encode(&ids)?)
@@ -419,7 +428,7 @@ async fn insert(write: &sqlx::SqlitePool, entries: Vec<Entry>) -> StoreResult<us
             .map_err(db_err)?
             .into_iter()
             .collect();
-    entries.retain(|entry| !folded.contains(&entry.id));
+    entries.retain(|entry| !folded.contains(entry.id.as_ref()));
     if entries.is_empty() {
         tx.commit().await.map_err(db_err)?;
         return Ok(0);
@@ -428,21 +437,21 @@ async fn insert(write: &sqlx::SqlitePool, entries: Vec<Entry>) -> StoreResult<us
         let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, resolved_at) ",
         );
-        insert.push_values(chunk, |mut row, entry: &Entry| {
-            row.push_bind(entry.id.as_str())
-                .push_bind(entry.tenant.as_str())
-                .push_bind(entry.service.as_str())
-                .push_bind(entry.key.as_str())
-                .push_bind(entry.tool.as_str())
-                .push_bind(entry.amount.as_str())
-                .push_bind(entry.state.as_str())
+        insert.push_values(chunk, |mut row, entry: &Entry<'_>| {
+            row.push_bind(entry.id.as_ref())
+                .push_bind(entry.tenant.as_ref())
+                .push_bind(entry.service.as_ref())
+                .push_bind(entry.key.as_ref())
+                .push_bind(entry.tool.as_ref())
+                .push_bind(entry.amount.as_ref())
+                .push_bind(entry.state.as_ref())
                 .push_bind(entry.at)
                 .push_bind(entry.resolved_at);
         });
         insert.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await.map_err(db_err)?;
     }
     let captured = captured_by_budget(
-        entries.iter().map(|e| (e.tenant.as_str(), e.service.as_str(), e.state.as_str(), e.amount.as_str())),
+        entries.iter().map(|e| (e.tenant.as_ref(), e.service.as_ref(), e.state.as_ref(), e.amount.as_ref())),
     )?;
     add_captured_to_budgets(&mut tx, &captured, Timestamp::now()).await?;
     tx.commit().await.map_err(db_err)?;
