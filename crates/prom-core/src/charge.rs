@@ -25,6 +25,10 @@ pub struct Budget {
     pub held: Amount,
     pub unsettled: Amount,
     pub settled: Amount,
+    /// Set while an approval that may lower the allowance is on its way to the ledger: new holds
+    /// keep `held + unsettled` within it, so that what the new allowance must cover cannot grow
+    /// past it meanwhile. Cleared when the approval is recorded (or given up).
+    pub ceiling: Option<Amount>,
 }
 
 impl Budget {
@@ -38,6 +42,7 @@ impl Budget {
             held: Amount::ZERO,
             unsettled: Amount::ZERO,
             settled: Amount::ZERO,
+            ceiling: None,
         }
     }
 
@@ -52,7 +57,14 @@ impl Budget {
             .checked_add(self.unsettled)
             .and_then(|sum| sum.checked_add(self.settled))
             .unwrap_or(Amount::new(u128::MAX));
-        self.approved.checked_sub(committed).unwrap_or(Amount::ZERO)
+        let available = self.approved.checked_sub(committed).unwrap_or(Amount::ZERO);
+        match self.ceiling {
+            Some(ceiling) => {
+                let open = self.held.checked_add(self.unsettled).unwrap_or(Amount::new(u128::MAX));
+                available.min(ceiling.checked_sub(open).unwrap_or(Amount::ZERO))
+            }
+            None => available,
+        }
     }
 
     /// Whether a call held against this budget may still be captured at `now`: not within
@@ -199,6 +211,27 @@ mod tests {
         budget.expires_at = Some(now);
         assert_eq!(budget.available(now, none), Amount::ZERO);
         assert!(!budget.may_capture(now, none));
+    }
+
+    #[test]
+    fn a_ceiling_bounds_what_is_held_and_unsettled_below_the_approval() {
+        let mut budget = Budget::empty(TenantId::new(), ServiceSlug::from_trusted("demo".into()));
+        budget.approved = Amount::new(1000);
+        budget.held = Amount::new(100);
+        budget.unsettled = Amount::new(200);
+        budget.settled = Amount::new(300);
+        let now = Timestamp::from_millis(10_000);
+        let none = ExpiryMargins::NONE;
+        assert_eq!(budget.available(now, none), Amount::new(400));
+        // Lowering to 350: settled charges are paid and do not count against the new amount.
+        budget.ceiling = Some(Amount::new(350));
+        assert_eq!(budget.available(now, none), Amount::new(50));
+        // A ceiling above what the approval leaves changes nothing.
+        budget.ceiling = Some(Amount::new(5000));
+        assert_eq!(budget.available(now, none), Amount::new(400));
+        // Already past it: nothing more.
+        budget.ceiling = Some(Amount::new(250));
+        assert_eq!(budget.available(now, none), Amount::ZERO);
     }
 
     #[test]

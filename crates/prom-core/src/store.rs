@@ -309,6 +309,17 @@ pub trait ChargeStore: Send + Sync {
         expires_at: Option<Timestamp>,
         audit: Option<&NewAuditEvent>,
     ) -> StoreResult<Budget>;
+    /// Sets (or, with `None`, clears) the budget's ceiling: new holds keep held + unsettled within
+    /// it (see [`Budget::ceiling`]). Nothing to do for a budget never approved. Recording an
+    /// approval clears it.
+    ///
+    /// [`Budget::ceiling`]: crate::charge::Budget::ceiling
+    async fn set_ceiling(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        ceiling: Option<crate::money::Amount>,
+    ) -> StoreResult<()>;
     /// Applies the operations in order, in one transaction, and returns one result per operation.
     /// Each budget touched is locked for the transaction, so concurrent batches (on any node)
     /// cannot together hold more than was approved.

@@ -28,6 +28,7 @@ struct BudgetRow {
     held: String,
     unsettled: String,
     settled: String,
+    ceiling: Option<String>,
 }
 
 fn amount(raw: &str) -> StoreResult<Amount> {
@@ -43,6 +44,7 @@ impl TryFrom<BudgetRow> for Budget {
             held: amount(&row.held)?,
             unsettled: amount(&row.unsettled)?,
             settled: amount(&row.settled)?,
+            ceiling: row.ceiling.as_deref().map(amount).transpose()?,
             expires_at: row.expires_at.map(Timestamp::from_millis),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             service: ServiceSlug::from_trusted(row.service),
@@ -77,7 +79,7 @@ pub(crate) use lock_budget;
 /// limits on bound parameters).
 const ROWS_PER_STATEMENT: usize = 256;
 
-const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled";
+const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled, ceiling";
 
 /// Locks a budget's row for the rest of the transaction and reads it, in one round trip: the
 /// no-op update takes PostgreSQL's row lock (SQLite's single writer already serialises) and
@@ -259,7 +261,8 @@ impl ChargeStore for SqlStore {
             sqlx::query(
                 "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at) \
                  VALUES ($1, $2, $3, $4, '0', '0', '0', $5) \
-                 ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', updated_at = $5",
+                 ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', ceiling = NULL, \
+                 updated_at = $5",
             )
             .bind(tenant.as_str())
             .bind(service.as_str())
@@ -275,6 +278,19 @@ impl ChargeStore for SqlStore {
             tx.commit().await.map_err(db_err)?;
         });
         self.budget(tenant, service).await
+    }
+
+    async fn set_ceiling(&self, tenant: &TenantId, service: &ServiceSlug, ceiling: Option<Amount>) -> StoreResult<()> {
+        with_write!(self, pool => {
+            sqlx::query("UPDATE budgets SET ceiling = $3 WHERE tenant_id = $1 AND service = $2")
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .bind(ceiling.map(|amount| amount.to_string()))
+                .execute(pool)
+                .await
+                .map_err(db_err)?;
+        });
+        Ok(())
     }
 
     async fn apply_charges(

@@ -158,8 +158,38 @@ pub async fn set_allowance(
     }
     // The approval replaces the allowance and the budget's `settled` restarts at zero, so the new
     // amount must still cover what paid calls have held or captured and not yet settled: the ledger
-    // would refuse to transfer more than the allowance, and the provider would go unpaid.
-    let budget = state.charges.budget(&tenant, &service.slug).await.map_err(book_unavailable)?;
+    // would refuse to transfer more than the allowance, and the provider would go unpaid. Paid
+    // calls go on while the ledger is asked, so first a ceiling keeps what they hold and capture
+    // within the new amount; then what they committed before it is checked against that amount.
+    state.store.set_ceiling(&tenant, &service.slug, Some(request.amount)).await?;
+    let approval = approve_under_ceiling(&state, &principal, &meta, &service, &request, expires_at).await;
+    let budget = match approval {
+        Ok(budget) => budget,
+        Err(err) => {
+            // Nothing was approved (or recorded): the old allowance stands, without the ceiling.
+            if let Err(lift) = state.store.set_ceiling(&tenant, &service.slug, None).await {
+                tracing::error!(error = %lift, "an allowance's ceiling could not be lifted after a failed approval");
+            }
+            let _ = state.charges.refresh(&tenant, &service.slug).await;
+            return Err(err);
+        }
+    };
+    Ok(Json(view(&state, &budget).await?))
+}
+
+/// The rest of `set_allowance`, once the ceiling is set: checks what is committed, asks the
+/// ledger, records the approval (which lifts the ceiling) and returns the budget after.
+async fn approve_under_ceiling(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    service: &ServiceRecord,
+    request: &SetAllowanceRequest,
+    expires_at: Option<Timestamp>,
+) -> Result<prom_core::charge::Budget, ApiError> {
+    let tenant = principal.tenant_id().clone();
+    // Every hold from here on sees the ceiling; the budget read now counts every hold before it.
+    let budget = state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)?;
     let committed = budget.held.checked_add(budget.unsettled).unwrap_or(Amount::new(u128::MAX));
     if request.amount < committed {
         return Err(ApiError::Conflict(format!(
@@ -202,12 +232,11 @@ pub async fn set_allowance(
         at: Timestamp::now(),
         tenant_id: Some(tenant.clone()),
         action: AuditAction::AllowanceApprove,
-        context: principal.audit_context(&meta),
+        context: principal.audit_context(meta),
         target: Some(AuditTarget::service(service.slug.as_str(), &service.name)),
         details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
     };
     state.store.set_approved(&tenant, &service.slug, request.amount, expires_at, Some(&approval)).await?;
     // New holds draw on the new approval from now on.
-    let budget = state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)?;
-    Ok(Json(view(&state, &budget).await?))
+    state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)
 }

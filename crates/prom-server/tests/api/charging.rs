@@ -489,3 +489,61 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
     assert_eq!(refused["error"]["data"]["expiring"], true, "{refused}");
     assert_eq!(upstream_calls(&upstream), calls_before);
 }
+
+/// Lowering the allowance: while the approval is on its way to the ledger, paid calls go on, and
+/// a ceiling keeps what they hold and capture within the new amount (without it, calls starting
+/// meanwhile could commit more than the lowered allowance covers). A refused approval lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_the_allowance_caps_new_holds_before_the_ledger_is_asked() {
+    let (app, owner, upstream) = paid_setup(10 * PRICE).await;
+    let (_, key) = owner.create_key("agent").await;
+    let slug = ServiceSlug::parse("paid").expect("slug");
+    let served = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(1, "echo"), &[]).await).await;
+    assert_eq!(served["result"]["content"][0]["text"], "hi", "{served}");
+    let request = app
+        .client
+        .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
+        .header("accept", "application/json, text/event-stream")
+        .json(&call(2, "echo-later"));
+    let later = tokio::spawn(async move { request.send().await.expect("post") });
+    for _ in 0..100 {
+        if budget(&app, &owner).await.held == Amount::new(PRICE) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the second call is held");
+
+    // The moment `PUT …/allowance` to 300 has set its ceiling and is waiting for the ledger.
+    app.state.store.set_ceiling(&tenant(&owner), &slug, Some(Amount::new(3 * PRICE))).await.expect("ceiling");
+    app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
+    let within = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(3, "echo"), &[]).await).await;
+    assert_eq!(within["result"]["content"][0]["text"], "hi", "held + unsettled reach the ceiling: {within}");
+    let beyond = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(4, "echo"), &[]).await).await;
+    assert_eq!(
+        beyond["error"]["data"]["code"], "ALLOWANCE_EXCEEDED",
+        "the old approval has room, the new one not: {beyond}"
+    );
+    assert_eq!(beyond["error"]["data"]["available"], "0", "{beyond}");
+
+    // The approval itself: what is committed (held 100 + unsettled 200) fits in 300.
+    let path = "/v1/services/paid/allowance";
+    let (status, view) = owner.put(path, serde_json::json!({ "amount": "300" })).await;
+    assert_eq!(status, 200, "{view}");
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.approved, after.ceiling), (Amount::new(3 * PRICE), None), "{after:?}");
+    upstream.first_event_read.notify_one();
+    let told = answer(later.await.expect("the call's task")).await;
+    assert_eq!(told["result"]["content"][0]["text"], "later", "{told}");
+    let after = budget(&app, &owner).await;
+    assert_eq!((after.held, after.unsettled), (Amount::ZERO, Amount::new(3 * PRICE)), "{after:?}");
+
+    // Below what is committed: refused, and the ceiling it set is lifted again.
+    let (status, refused) = owner.put(path, serde_json::json!({ "amount": "250" })).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(budget(&app, &owner).await.ceiling, None, "a refused approval leaves no ceiling behind");
+    let (status, raised) = owner.put(path, serde_json::json!({ "amount": "1000" })).await;
+    assert_eq!(status, 200, "{raised}");
+    let again = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(5, "echo"), &[]).await).await;
+    assert_eq!(again["result"]["content"][0]["text"], "hi", "{again}");
+}
