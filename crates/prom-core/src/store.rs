@@ -365,6 +365,19 @@ pub trait ChargeStore: Send + Sync {
     ) -> StoreResult<Option<crate::charge::Settlement>>;
     /// Settlements recorded but not confirmed by the ledger (after a crash, these are re-submitted).
     async fn pending_settlements(&self) -> StoreResult<Vec<crate::charge::Settlement>>;
+    /// Marks a pending batch in doubt before each call to the ledger (should no definite answer
+    /// come back, the ledger may have carried it out), and clears the mark after a definite
+    /// refusal (within the deduplication window the ledger answers a batch it carried out before
+    /// with `Duplicate`, never with another refusal).
+    async fn set_settlement_in_doubt(&self, id: &crate::id::SettlementId, in_doubt: bool) -> StoreResult<()>;
+    /// Gives a pending batch a new `created_at_time` (and clears its doubt), when it still has
+    /// `settlement.created_at_time`: for a batch past the ledger's deduplication window that the
+    /// ledger certainly never carried out. False when it was re-dated or completed meanwhile.
+    async fn redate_settlement(
+        &self,
+        settlement: &crate::charge::Settlement,
+        created_at_time: u64,
+    ) -> StoreResult<bool>;
     /// The ledger accepted the transfer (or reported it a duplicate): the charges are settled.
     async fn complete_settlement(
         &self,

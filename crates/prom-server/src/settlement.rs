@@ -5,7 +5,11 @@
 //! Exactly once: a batch is recorded in the database (with its memo and `created_at_time`) before
 //! the ledger is called, so a retry — after a timeout, an error or a crash between the ledger call
 //! and its record — re-submits the identical transaction, and the ledger answers `Duplicate`,
-//! which counts as done. Before each batch the ledger's allowance and the wallet's balance are
+//! which counts as done. A batch still pending past the ledger's deduplication window (the ledger
+//! was unreachable or refused it for a day) is answered `TooOld`: when every earlier call got a
+//! definite answer, none was carried out, and the batch is re-dated and submitted anew; when one
+//! went unanswered (`in_doubt`), it may have been, and the batch is left for an operator, loudly.
+//! Before each batch the ledger's allowance and the wallet's balance are
 //! re-read, and the budget is capped to what the ledger can pay: a user who lowered the allowance
 //! or emptied the wallet elsewhere stops new holds at once.
 
@@ -149,6 +153,39 @@ impl Settler {
         report
     }
 
+    /// A pending batch is older than the ledger's deduplication window. If every earlier call for
+    /// it got a definite answer (it was not in doubt when this call was made), the ledger never
+    /// carried it out: it gets a new `created_at_time` (the same memo) and goes again. Otherwise
+    /// it may have been paid by a call whose answer was lost, and re-submitting it could pay twice.
+    async fn too_old(&self, settlement: &Settlement) {
+        if settlement.in_doubt {
+            tracing::error!(
+                settlement = %settlement.id, tenant = %settlement.tenant_id, service = %settlement.service,
+                amount = %settlement.amount, memo = %settlement.id.as_str().replace('-', ""),
+                "a settlement batch is past the ledger's deduplication window, and an earlier call for it got no \
+                 answer, so the ledger may already have carried it out: look for a transfer with this memo on \
+                 the ledger; it stays pending (and its charges unsettled) until an operator resolves it"
+            );
+            return;
+        }
+        let now = u64::try_from(Timestamp::now().as_millis()).unwrap_or(0).saturating_mul(1_000_000);
+        match self.store.redate_settlement(settlement, now).await {
+            Ok(_) => tracing::warn!(
+                settlement = %settlement.id,
+                "a settlement batch refused until now is past the ledger's deduplication window; it was never \
+                 carried out, so it goes again as a new transaction"
+            ),
+            Err(err) => {
+                tracing::warn!(settlement = %settlement.id, error = %err, "cannot re-date a settlement; will retry");
+                // `TooOld` is a definite answer: this call changed nothing, and the batch was not in
+                // doubt before it.
+                if let Err(err) = self.store.set_settlement_in_doubt(&settlement.id, false).await {
+                    tracing::warn!(settlement = %settlement.id, error = %err, "cannot clear a settlement's doubt");
+                }
+            }
+        }
+    }
+
     /// Settles one batch on the ledger and records it; false when it stays pending.
     async fn submit(&self, settlement: &Settlement, report: &mut SettleReport) -> bool {
         let provider = match self.services.get(&settlement.service).await {
@@ -175,10 +212,27 @@ impl Settler {
             memo,
             created_at_time: Some(settlement.created_at_time),
         };
+        // Should no definite answer come back (a timeout, a crash), the ledger may have carried
+        // the transfer out: only the ledger's deduplication can tell then, for as long as it lasts.
+        if let Err(err) = self.store.set_settlement_in_doubt(&settlement.id, true).await {
+            tracing::warn!(settlement = %settlement.id, error = %err, "cannot mark a settlement in doubt; will retry");
+            report.failed_batches += 1;
+            return false;
+        }
         let block = match self.ledger.transfer_from(PLATFORM_OWNER, args).await {
             Ok(Ok(block)) => block,
             Ok(Err(TransferFromError::Duplicate { duplicate_of })) => duplicate_of,
+            Ok(Err(TransferFromError::TooOld)) => {
+                self.too_old(settlement).await;
+                report.failed_batches += 1;
+                return false;
+            }
             Ok(Err(refusal)) => {
+                // A definite answer: within the window, a batch carried out before is answered
+                // `Duplicate`, so this one never was.
+                if let Err(err) = self.store.set_settlement_in_doubt(&settlement.id, false).await {
+                    tracing::warn!(settlement = %settlement.id, error = %err, "cannot clear a settlement's doubt");
+                }
                 tracing::warn!(settlement = %settlement.id, error = %refusal, "the ledger refused a settlement; will retry");
                 report.failed_batches += 1;
                 return false;

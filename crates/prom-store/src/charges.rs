@@ -511,6 +511,18 @@ impl ChargeStore for SqlStore {
         crate::settlement::pending_settlements(self).await
     }
 
+    async fn set_settlement_in_doubt(&self, id: &prom_core::id::SettlementId, in_doubt: bool) -> StoreResult<()> {
+        crate::settlement::set_settlement_in_doubt(self, id, in_doubt).await
+    }
+
+    async fn redate_settlement(
+        &self,
+        settlement: &prom_core::charge::Settlement,
+        created_at_time: u64,
+    ) -> StoreResult<bool> {
+        crate::settlement::redate_settlement(self, settlement, created_at_time).await
+    }
+
     async fn complete_settlement(
         &self,
         settlement: &prom_core::charge::Settlement,

@@ -18,6 +18,7 @@ struct SettlementRow {
     service: String,
     amount: String,
     created_at_time: String,
+    in_doubt: bool,
 }
 
 fn parse<T: std::str::FromStr>(raw: &str, what: &str) -> StoreResult<T> {
@@ -31,6 +32,7 @@ impl TryFrom<SettlementRow> for Settlement {
         Ok(Settlement {
             amount: parse(&row.amount, "amount")?,
             created_at_time: parse(&row.created_at_time, "created_at_time")?,
+            in_doubt: row.in_doubt,
             id: SettlementId::from_trusted(row.id),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             service: ServiceSlug::from_trusted(row.service),
@@ -38,7 +40,7 @@ impl TryFrom<SettlementRow> for Settlement {
     }
 }
 
-const SETTLEMENT_COLUMNS: &str = "id, tenant_id, service, amount, created_at_time";
+const SETTLEMENT_COLUMNS: &str = "id, tenant_id, service, amount, created_at_time, in_doubt";
 
 pub(crate) async fn budgets_to_settle(store: &SqlStore) -> StoreResult<Vec<Budget>> {
     store.fold_journal().await?;
@@ -210,6 +212,7 @@ pub(crate) async fn open_settlement(
             service: service.clone(),
             amount: total,
             created_at_time,
+            in_doubt: false,
         };
         let insert = sqlx::query(if upto.is_some() {
             "INSERT INTO settlements (id, tenant_id, service, amount, created_at_time, state, created_at, upto) \
@@ -242,6 +245,39 @@ pub(crate) async fn open_settlement(
         tx.commit().await.map_err(db_err)?;
         Ok(Some(settlement))
     })
+}
+
+pub(crate) async fn set_settlement_in_doubt(store: &SqlStore, id: &SettlementId, in_doubt: bool) -> StoreResult<()> {
+    with_write!(store, pool => {
+        sqlx::query("UPDATE settlements SET in_doubt = $2 WHERE id = $1 AND state = 'pending'")
+            .bind(id.as_str())
+            .bind(in_doubt)
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+    });
+    Ok(())
+}
+
+pub(crate) async fn redate_settlement(
+    store: &SqlStore,
+    settlement: &Settlement,
+    created_at_time: u64,
+) -> StoreResult<bool> {
+    let redated = with_write!(store, pool => {
+        sqlx::query(
+            "UPDATE settlements SET created_at_time = $2, in_doubt = FALSE \
+             WHERE id = $1 AND state = 'pending' AND created_at_time = $3",
+        )
+        .bind(settlement.id.as_str())
+        .bind(created_at_time.to_string())
+        .bind(settlement.created_at_time.to_string())
+        .execute(pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+    });
+    Ok(redated == 1)
 }
 
 pub(crate) async fn pending_settlements(store: &SqlStore) -> StoreResult<Vec<Settlement>> {

@@ -290,3 +290,68 @@ async fn an_approval_must_cover_what_paid_calls_already_committed() {
     assert_eq!(figures(&lowered), ["100", "0", "0", "0", "100"]);
     assert_eq!(lowered["wallet_balance"], "9800");
 }
+
+/// Two paid calls captured, and their batch recorded 25 hours ago: past the ledger's 24-hour
+/// deduplication window, as when the ledger was out of reach (or refused the batch) for a day.
+async fn batch_from_yesterday(app: &TestApp, owner: &TestUser) -> prom_core::charge::Settlement {
+    approve(owner, json!({ "amount": "1000" })).await;
+    let (_, key) = owner.create_key("agent").await;
+    for id in 1..=2 {
+        let paid = tool_call(app, "paid", &key, id, "echo").await;
+        assert!(paid.get("result").is_some(), "{paid}");
+    }
+    let yesterday = Timestamp::now().plus_millis(-25 * 3600 * 1000);
+    let nanos = u64::try_from(yesterday.as_millis()).expect("after 1970") * 1_000_000;
+    let tenant = TenantId::from_trusted(owner.tenant_id.clone());
+    let slug = prom_core::service::ServiceSlug::parse("paid").expect("slug");
+    app.state
+        .store
+        .open_settlement(&tenant, &slug, nanos, yesterday, Amount::new(u128::MAX))
+        .await
+        .expect("record a batch")
+        .expect("there is something to settle")
+}
+
+/// A batch past the ledger's deduplication window that the ledger never carried out (every
+/// earlier call was refused) is answered `TooOld`, and goes again with a new `created_at_time`:
+/// it settles once, instead of staying pending forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_older_than_the_ledger_remembers_goes_again_when_it_was_never_carried_out() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 10_000).await;
+    let batch = batch_from_yesterday(&app, &owner).await;
+    assert_eq!((batch.amount, batch.in_doubt), (Amount::new(2 * PRICE), false));
+
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.settled_amount), (1, Amount::new(2 * PRICE)), "{report:?}");
+    assert_eq!(report.failed_batches, 1, "the first try is refused as too old: {report:?}");
+    let after = allowance(&owner).await;
+    assert_eq!(figures(&after), ["1000", "0", "0", "200", "800"]);
+    assert_eq!((after["ledger_allowance"].as_str(), after["wallet_balance"].as_str()), (Some("800"), Some("9800")));
+    assert!(app.state.store.pending_settlements().await.expect("pending").is_empty());
+    let again = app.state.settler.settle_once().await;
+    assert_eq!(again.settled_batches, 0, "nothing is paid twice: {again:?}");
+    assert_eq!(allowance(&owner).await["wallet_balance"], "9800");
+}
+
+/// The same batch, but an earlier call for it went unanswered (`in_doubt`): the ledger may have
+/// carried it out, and can no longer say. It is not re-submitted (that could pay twice); it stays
+/// pending for an operator, and nothing moves on the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_older_than_the_ledger_remembers_is_not_paid_again_when_a_call_went_unanswered() {
+    let app = spawn().await;
+    let owner = paid_service(&app, 10_000).await;
+    let batch = batch_from_yesterday(&app, &owner).await;
+    app.state.store.set_settlement_in_doubt(&batch.id, true).await.expect("in doubt");
+
+    for _ in 0..2 {
+        let report = app.state.settler.settle_once().await;
+        assert_eq!(report.settled_batches, 0, "{report:?}");
+    }
+    let pending = app.state.store.pending_settlements().await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].created_at_time, pending[0].in_doubt), (batch.created_at_time, true), "not re-dated");
+    let after = allowance(&owner).await;
+    assert_eq!(figures(&after), ["1000", "0", "200", "0", "800"]);
+    assert_eq!((after["ledger_allowance"].as_str(), after["wallet_balance"].as_str()), (Some("1000"), Some("10000")));
+}
