@@ -12,6 +12,8 @@
 #                                                   (bench/out/perf-<scenario>-<gateway|paid>.data)
 #   PIN=1 bench/gateway.sh …                      # the upstream on core 1 alone; wrk and gateway on 0
 #   SCENARIOS=stateless bench/gateway.sh …        # only one of the two scenarios
+#   DELAY_MS=4 bench/gateway.sh …                 # each connection waits 4 ms after each answer:
+#                                                   free and paid at (nearly) the same request rate
 #
 # Two scenarios: `stateless` (protocol 2026-07-28, every request independent, so the connections
 # run concurrently everywhere) and `session` (protocol 2025-11-25, one MCP session shared by all
@@ -98,6 +100,9 @@ wrk.headers["content-type"] = "application/json"
 wrk.headers["accept"] = "application/json, text/event-stream"
 wrk.headers["mcp-protocol-version"] = "$version"
 LUA
+  if [ -n "${DELAY_MS:-}" ]; then
+    printf 'delay = function() return %d end\n' "$DELAY_MS" >>"$work/$scenario.lua"
+  fi
   cat >>"$work/$scenario.lua" <<'LUA'
 done = function(summary, latency, requests)
   local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
