@@ -54,6 +54,30 @@ async fn budget(app: &TestApp, owner: &TestUser) -> prom_core::charge::Budget {
     app.state.charges.budget(&tenant(owner), &ServiceSlug::parse("paid").expect("slug")).await.expect("budget")
 }
 
+/// Starts a paid `echo-later` call (answered once the upstream is told) and waits until its hold
+/// is placed; the task yields the HTTP response.
+async fn held_call_later(
+    app: &TestApp,
+    owner: &TestUser,
+    key: &str,
+    id: u64,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let request = app
+        .client
+        .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(key))
+        .header("accept", "application/json, text/event-stream")
+        .json(&call(id, "echo-later"));
+    let later = tokio::spawn(async move { request.send().await.expect("post") });
+    for _ in 0..100 {
+        if budget(app, owner).await.held == Amount::new(PRICE) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(budget(app, owner).await.held, Amount::new(PRICE), "the call is held");
+    later
+}
+
 /// A call's JSON-RPC answer, from a JSON or an SSE body.
 async fn answer(response: reqwest::Response) -> Value {
     let sse = response
@@ -459,19 +483,7 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
 
     // A JSON answer is held back whole, so the agent is told why instead of reading a cut body.
     approve(&app, &owner, 10 * PRICE).await;
-    let request = app
-        .client
-        .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
-        .header("accept", "application/json, text/event-stream")
-        .json(&call(2, "echo-later"));
-    let later = tokio::spawn(async move { request.send().await.expect("post") });
-    for _ in 0..100 {
-        if budget(&app, &owner).await.held == Amount::new(PRICE) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the second call is held");
+    let later = held_call_later(&app, &owner, &key, 2).await;
     let within_the_capture_margin = Timestamp::now().plus_millis(margins.capture_ms / 2);
     approve_until(&app, &owner, 10 * PRICE, Some(within_the_capture_margin)).await;
     upstream.first_event_read.notify_one();
@@ -500,19 +512,7 @@ async fn lowering_the_allowance_caps_new_holds_before_the_ledger_is_asked() {
     let slug = ServiceSlug::parse("paid").expect("slug");
     let served = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(1, "echo"), &[]).await).await;
     assert_eq!(served["result"]["content"][0]["text"], "hi", "{served}");
-    let request = app
-        .client
-        .request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&key))
-        .header("accept", "application/json, text/event-stream")
-        .json(&call(2, "echo-later"));
-    let later = tokio::spawn(async move { request.send().await.expect("post") });
-    for _ in 0..100 {
-        if budget(&app, &owner).await.held == Amount::new(PRICE) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(budget(&app, &owner).await.held, Amount::new(PRICE), "the second call is held");
+    let later = held_call_later(&app, &owner, &key, 2).await;
 
     // The moment `PUT …/allowance` to 300 has set its ceiling and is waiting for the ledger.
     app.state.store.set_ceiling(&tenant(&owner), &slug, Some(Amount::new(3 * PRICE))).await.expect("ceiling");
