@@ -96,13 +96,11 @@ impl ChargeBook {
             (ChargeOp::Reserve(charge), Some(state)) => {
                 let mut book = lock(state);
                 let key = (charge.tenant_id.clone(), charge.service.clone());
-                match book.budgets.contains_key(&key) {
-                    true => {
-                        return book.reserve(key, charge, Timestamp::now(), self.margins).map_err(ChargeError::Store);
-                    }
-                    // Not loaded yet: the task reads it from the store first.
-                    false => ChargeOp::Reserve(charge),
+                if book.budgets.contains_key(&key) {
+                    return book.reserve(&key, charge, Timestamp::now(), self.margins).map_err(ChargeError::Store);
                 }
+                // Not loaded yet: the task reads it from the store first.
+                ChargeOp::Reserve(charge)
             }
             (op, _) => op,
         };
@@ -222,12 +220,12 @@ impl BookState {
     /// Places a hold on a loaded budget if it has room for it.
     fn reserve(
         &mut self,
-        key: BudgetKey,
+        key: &BudgetKey,
         charge: NewCharge,
         now: Timestamp,
         margins: ExpiryMargins,
     ) -> Result<ChargeOpResult, Arc<StoreError>> {
-        let Some(budget) = self.budgets.get_mut(&key) else {
+        let Some(budget) = self.budgets.get_mut(key) else {
             return Err(Arc::new(StoreError::Corrupt("a hold on a budget that is not loaded".into())));
         };
         let available = budget.available(now, margins);
@@ -393,7 +391,7 @@ impl MemoryBook {
     async fn reserve(&mut self, charge: NewCharge, now: Timestamp) -> Result<ChargeOpResult, Arc<StoreError>> {
         let key = (charge.tenant_id.clone(), charge.service.clone());
         self.load(&key).await?;
-        lock(&self.state).reserve(key, charge, now, self.margins)
+        lock(&self.state).reserve(&key, charge, now, self.margins)
     }
 
     /// A call ended: its hold ends in memory at once — a capture moves it to `unsettled`, so what
