@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// a single process) releases every hold placed before the start. Several nodes sharing a
     /// database must set it above the longest call they serve.
     pub stale_hold_secs: u64,
+    /// How long a paid call's hold waits for its result (seconds), resumed streams included: a
+    /// result delivered later is withheld, the hold released, and the upstream sent
+    /// `notifications/cancelled`. Paid tools must answer within it.
+    pub paid_result_secs: u64,
     /// How often captured charges are settled to the ledger (seconds).
     pub settle_interval_secs: u64,
     /// A stdio upstream's process ends after this long without a request (seconds).
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             upstream_timeout_secs: 60,
             public_url: None,
             settle_interval_secs: 10,
+            paid_result_secs: 300,
             stale_hold_secs: 0,
             stdio_idle_secs: 600,
             max_stdio_sessions: 64,

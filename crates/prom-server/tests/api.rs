@@ -32,6 +32,8 @@ mod isolation;
 mod keys;
 #[path = "api/login.rs"]
 mod login;
+#[path = "api/paid_results.rs"]
+mod paid_results;
 #[path = "api/requests.rs"]
 mod requests;
 #[path = "api/roles.rs"]

@@ -5,16 +5,17 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ids::{PAID_ID_PREFIX, RpcId, is_paid_id};
+
 /// Header mirroring the JSON-RPC method (MCP 2026-07-28, SEP-2243).
 pub const MCP_METHOD: &str = "mcp-method";
 /// Header mirroring the target name (`params.name`, or `params.uri` for resources).
 pub const MCP_NAME: &str = "mcp-name";
-/// JSON-RPC error code for a header that disagrees with the body (MCP 2026-07-28).
-pub const HEADER_MISMATCH_CODE: i64 = -32020;
 
 #[derive(Debug, Deserialize)]
 struct RawEnvelope {
-    #[serde(default)]
+    /// `Some(Value::Null)` for `"id": null`, which is not the same as no id at all.
+    #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
     #[serde(default)]
     method: Option<String>,
@@ -24,6 +25,11 @@ struct RawEnvelope {
     result: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads a member that is present, `null` included (serde reads a present `null` as `None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +59,10 @@ pub enum EnvelopeError {
     Batch,
     #[error("the message has neither a method nor a result or error")]
     Shapeless,
+    #[error("a request's id must be a string or a number (MCP does not allow null ids)")]
+    BadId,
+    #[error("ids that start with {PAID_ID_PREFIX:?} are reserved for the gateway; use another id")]
+    ReservedId,
 }
 
 impl Envelope {
@@ -62,11 +72,13 @@ impl Envelope {
         }
         let raw: RawEnvelope = serde_json::from_slice(body).map_err(|err| EnvelopeError::NotJson(err.to_string()))?;
         match (raw.method, raw.id) {
-            (Some(method), Some(id)) if !id.is_null() => {
+            (Some(_), Some(id)) if RpcId::of(&id).is_none() => Err(EnvelopeError::BadId),
+            (Some(_), Some(id)) if is_paid_id(&id) => Err(EnvelopeError::ReservedId),
+            (Some(method), Some(id)) => {
                 let target = raw.params.and_then(|p| p.name.or(p.uri)).and_then(|v| v.as_str().map(str::to_owned));
                 Ok(Self::Request { id, method, target })
             }
-            (Some(method), _) => Ok(Self::Notification { method }),
+            (Some(method), None) => Ok(Self::Notification { method }),
             (None, Some(id)) if raw.result.is_some() || raw.error.is_some() => Ok(Self::Response { id }),
             _ => Err(EnvelopeError::Shapeless),
         }
@@ -157,9 +169,11 @@ impl Outcome {
 }
 
 #[derive(Debug, Deserialize)]
-struct RawResponse {
+struct RawMessage {
     #[serde(default)]
     id: Option<Value>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     result: Option<RawResult>,
     #[serde(default)]
@@ -172,17 +186,41 @@ struct RawResult {
     is_error: Option<bool>,
 }
 
-/// If `message` is the response to request `id`, how it ended.
-pub fn response_outcome(message: &[u8], id: &Value) -> Option<Outcome> {
-    let raw: RawResponse = serde_json::from_slice(message).ok()?;
-    if raw.id.as_ref() != Some(id) {
-        return None;
+/// One message of an upstream's answer, as far as the gateway reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// A response (anything with a `result` or an `error`, as MCP SDKs read it), and how its
+    /// request ended.
+    Response { id: Option<Value>, outcome: Outcome },
+    /// A request or notification from the server.
+    Other,
+    /// Not a JSON-RPC message the gateway can read (not JSON, a batch, duplicate members, a
+    /// malformed `result`): it cannot be matched to a call, so paid streams never pass it.
+    Unreadable,
+}
+
+impl Message {
+    pub fn read(message: &[u8]) -> Self {
+        let Ok(raw) = serde_json::from_slice::<RawMessage>(message) else { return Self::Unreadable };
+        let outcome = match (raw.result, raw.error) {
+            (Some(result), _) if result.is_error == Some(true) => Outcome::ToolError,
+            (Some(_), _) => Outcome::Ok,
+            (None, Some(_)) => Outcome::RpcError,
+            (None, None) if raw.method.is_some() => return Self::Other,
+            (None, None) => return Self::Unreadable,
+        };
+        Self::Response { id: raw.id, outcome }
     }
-    match (raw.result, raw.error) {
-        (Some(result), _) if result.is_error == Some(true) => Some(Outcome::ToolError),
-        (Some(_), _) => Some(Outcome::Ok),
-        (None, Some(_)) => Some(Outcome::RpcError),
-        (None, None) => None,
+}
+
+/// If `message` is the response to request `id` (compared as JSON-RPC peers compare ids), how it
+/// ended.
+#[cfg(test)]
+fn response_outcome(message: &[u8], id: &Value) -> Option<Outcome> {
+    use super::ids::same_id;
+    match Message::read(message) {
+        Message::Response { id: Some(answered), outcome } if same_id(&answered, id) => Some(outcome),
+        _ => None,
     }
 }
 
@@ -242,5 +280,43 @@ mod tests {
         );
         assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":4,"result":{}}"#, &id), None);
         assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &id), None);
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":3.0,"result":{}}"#, &id), Some(Outcome::Ok));
+        assert_eq!(response_outcome(br#"{"jsonrpc":"2.0","id":"3","result":{}}"#, &id), None);
+    }
+
+    #[test]
+    fn reads_answers_strictly() {
+        assert_eq!(Message::read(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#), Message::Other);
+        assert_eq!(Message::read(br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}"#), Message::Other);
+        assert_eq!(
+            Message::read(br#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#),
+            Message::Response { id: Some(json!(1)), outcome: Outcome::Ok },
+            "a result makes it a response, as SDKs read it"
+        );
+        for unreadable in [
+            &b"not json"[..],
+            br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+            br#"{"jsonrpc":"2.0","id":2,"id":1,"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"isError":"yes"}}"#,
+            br#"{"jsonrpc":"2.0","id":1}"#,
+        ] {
+            assert_eq!(Message::read(unreadable), Message::Unreadable, "{}", String::from_utf8_lossy(unreadable));
+        }
+    }
+
+    #[test]
+    fn refuses_ids_no_call_can_be_matched_by() {
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"fortune"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":true,"method":"tools/call"}"#,
+            br#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call"}"#,
+            br#"{"jsonrpc":"2.0","id":[1],"method":"tools/call"}"#,
+        ] {
+            assert_eq!(Envelope::parse(body), Err(EnvelopeError::BadId), "{}", String::from_utf8_lossy(body));
+        }
+        let reserved = br#"{"jsonrpc":"2.0","id":"prom-call-0123","method":"tools/call"}"#;
+        assert_eq!(Envelope::parse(reserved), Err(EnvelopeError::ReservedId));
+        let float = Envelope::parse(br#"{"jsonrpc":"2.0","id":1.0,"method":"tools/call"}"#).unwrap();
+        assert!(matches!(float, Envelope::Request { .. }));
     }
 }

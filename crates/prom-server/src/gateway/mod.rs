@@ -8,9 +8,16 @@
 //! out as they arrive with their `id:`/`retry:` lines intact.
 
 mod envelope;
+mod ids;
+mod intake;
+mod paid;
+mod pending;
 mod relay;
+mod rpc;
 pub mod sessions;
+mod sse;
 mod stdio;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,16 +27,15 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prom_core::access::Scope;
-use prom_core::charge::{ChargeOp, ChargeOpResult, NewCharge};
-use prom_core::id::ChargeId;
 use prom_core::money::Amount;
 use prom_core::service::{ServiceRecord, ServiceSlug, Upstream};
-use prom_core::time::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use self::envelope::{Envelope, Outcome};
-use self::envelope::{EnvelopeError, HEADER_MISMATCH_CODE};
-use self::relay::{HeldCharge, Watch};
+use self::intake::{Intake, Refusal};
+use self::paid::{CancelRoute, PaidCalls};
+use self::pending::PendingIds;
+use self::relay::{Awaiting, PaidTicket, RelayError};
 use self::sessions::SessionBindings;
 use self::stdio::{Outgoing, StdioUpstreams};
 use crate::auth::{AgentPrincipal, Principal};
@@ -38,7 +44,6 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::usage::KeyUser;
 
 const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -66,6 +71,10 @@ pub struct Gateway {
     pub sessions: SessionBindings,
     pub stdio: Arc<StdioUpstreams>,
     pub metrics: Arc<Metrics>,
+    /// Paid calls waiting for their result.
+    pub paid: Arc<PaidCalls>,
+    /// Request ids pending in each MCP session.
+    pending: PendingIds,
     /// Upstream URLs, parsed once.
     urls: dashmap::DashMap<String, reqwest::Url>,
     max_request_bytes: usize,
@@ -80,11 +89,21 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let paid = PaidCalls::new(Duration::from_secs(config.paid_result_secs.max(1)));
+        let stdio =
+            StdioUpstreams::new(Duration::from_secs(config.stdio_idle_secs), config.max_stdio_sessions, paid.clone());
+        tokio::spawn(paid::expire_calls(Arc::downgrade(&paid), {
+            let client = client.clone();
+            let stdio = Arc::downgrade(&stdio);
+            move |expired| cancel_upstream(client.clone(), stdio.clone(), expired)
+        }));
         Ok(Self {
             client,
             sessions: SessionBindings::default(),
-            stdio: StdioUpstreams::new(Duration::from_secs(config.stdio_idle_secs), config.max_stdio_sessions),
+            stdio,
             metrics,
+            paid,
+            pending: PendingIds::default(),
             urls: dashmap::DashMap::new(),
             max_request_bytes: config.max_mcp_request_bytes,
             upstream_timeout: Duration::from_secs(config.upstream_timeout_secs),
@@ -107,6 +126,36 @@ impl Gateway {
     }
 }
 
+/// Tells an upstream that a paid call's result is no longer wanted (its time ran out and its hold
+/// was released). Best effort: a result that comes anyway is withheld.
+async fn cancel_upstream(client: reqwest::Client, stdio: std::sync::Weak<StdioUpstreams>, expired: paid::Expired) {
+    let notification = paid::cancelled(&expired.upstream_id);
+    match expired.route {
+        CancelRoute::Http { url: Some(url), session, protocol } => {
+            let mut request = client
+                .post(url)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json, text/event-stream")
+                .body(notification.to_string());
+            if let Some(session) = session {
+                request = request.header(MCP_SESSION_ID, session);
+            }
+            if let Some(protocol) = protocol {
+                request = request.header(MCP_PROTOCOL_VERSION, protocol);
+            }
+            if let Err(err) = tokio::time::timeout(Duration::from_secs(10), request.send()).await {
+                tracing::debug!(error = %err, "could not tell an upstream that a paid call was cancelled");
+            }
+        }
+        CancelRoute::Http { url: None, .. } => {}
+        CancelRoute::Stdio { session } => {
+            if let Some(stdio) = stdio.upgrade() {
+                stdio.notify(&session, notification.to_string()).await;
+            }
+        }
+    }
+}
+
 /// `POST|GET|DELETE /mcp/{service}`.
 pub async fn handle(State(state): State<AppState>, Path(slug): Path<String>, request: Request) -> Response {
     match serve(&state, &slug, request).await {
@@ -117,8 +166,7 @@ pub async fn handle(State(state): State<AppState>, Path(slug): Path<String>, req
 
 /// A failure the agent's MCP client should read as a JSON-RPC error.
 fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: String) -> Response {
-    let body = json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": { "code": code, "message": message } });
-    (status, axum::Json(body)).into_response()
+    (status, axum::Json(rpc::error(id, code, message))).into_response()
 }
 
 async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Response, ApiError> {
@@ -130,7 +178,7 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
     let not_found = || ApiError::NotFound(format!("no service named {slug:?}; list services with GET /v1/services"));
     let slug = ServiceSlug::parse(slug).map_err(|_| not_found())?;
     let service = state.services.get(&slug).await?.ok_or_else(not_found)?;
-    let session = parts.headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let session = session_of(&parts.headers)?;
     if let Some(session) = &session
         && !gateway.sessions.allows(slug.as_str(), session, &agent.key_id)
     {
@@ -142,14 +190,12 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
         return stdio_request(state, &service, &agent, parts.method, &parts.headers, session.as_deref(), body).await;
     }
     match parts.method {
-        Method::POST => post(state, &service, &agent, &parts.headers, body).await,
-        Method::GET => match session {
-            Some(_) => forward(state, &service, &agent, Method::GET, &parts.headers, None, None).await,
-            // Stateless (2026-07-28) servers have no GET stream; let the upstream say so (405).
-            None => forward(state, &service, &agent, Method::GET, &parts.headers, None, None).await,
-        },
+        Method::POST => post(state, &service, &agent, &parts.headers, session.as_deref(), body).await,
+        // Stateless (2026-07-28) servers have no GET stream; without a session the upstream says so.
+        Method::GET => forward(state, &service, &agent, Method::GET, &parts.headers, None, Awaiting::Nothing).await,
         Method::DELETE => {
-            let response = forward(state, &service, &agent, Method::DELETE, &parts.headers, None, None).await?;
+            let response =
+                forward(state, &service, &agent, Method::DELETE, &parts.headers, None, Awaiting::Nothing).await?;
             if let (Some(session), true) = (&session, response.status().is_success()) {
                 gateway.sessions.unbind(slug.as_str(), session);
             }
@@ -159,153 +205,17 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
     }
 }
 
-/// Reads a POSTed message, checks it, and prepares its metering.
-async fn read_message(
-    state: &AppState,
-    service: &ServiceRecord,
-    agent: &AgentPrincipal,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Result<(bytes::Bytes, Envelope, Option<Watch>), Response>, ApiError> {
-    let gateway = &state.gateway;
-    let bytes = axum::body::to_bytes(body, gateway.max_request_bytes).await.map_err(|_| {
-        ApiError::PayloadTooLarge(format!(
-            "MCP messages through the gateway are at most {} bytes",
-            gateway.max_request_bytes
-        ))
-    })?;
-    let envelope = match Envelope::parse(&bytes) {
-        Ok(envelope) => envelope,
-        Err(err @ EnvelopeError::NotJson(_)) => {
-            return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, None, -32700, err.to_string())));
-        }
-        Err(err) => return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, None, -32600, err.to_string()))),
-    };
-    let modern =
-        headers.get(MCP_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).is_some_and(|version| version >= "2026-07-28");
-    if let Err(message) = envelope.check_headers(headers, modern) {
-        return Ok(Err(rpc_error(StatusCode::BAD_REQUEST, envelope.request_id(), HEADER_MISMATCH_CODE, message)));
+/// The `Mcp-Session-Id` header: visible ASCII only, as the specification requires (anything else
+/// would slip past the session binding, which compares text).
+fn session_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(MCP_SESSION_ID) else { return Ok(None) };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(ApiError::InvalidRequest(
+            "the Mcp-Session-Id header must be visible ASCII characters; send the session id the server gave".into(),
+        ));
     }
-    let mut watch = match &envelope {
-        Envelope::Request { id, method, .. } => Some(Watch::new(
-            id.clone(),
-            service.slug.clone(),
-            method.clone(),
-            envelope.tool().map(str::to_owned),
-            bytes.len(),
-            KeyUser {
-                key_id: agent.key_id.clone(),
-                tenant_id: agent.tenant_id.clone(),
-                label: agent.label.to_string(),
-                display: agent.display.clone(),
-            },
-            state.usage.clone(),
-            gateway.metrics.clone(),
-        )),
-        _ => None,
-    };
-    // A paid tool: hold its price (durably) before anything reaches the upstream.
-    let price = envelope.tool().map_or(Amount::ZERO, |tool| service.price_of(tool));
-    if let Some(mut pending) = watch.take_if(|_| price > Amount::ZERO) {
-        let charge = NewCharge {
-            id: ChargeId::new(),
-            tenant_id: agent.tenant_id.clone(),
-            service: service.slug.clone(),
-            key_id: agent.key_id.clone(),
-            tool: envelope.tool().unwrap_or_default().to_owned(),
-            amount: price,
-            at: Timestamp::now(),
-        };
-        let id = charge.id.clone();
-        match state.charges.apply(ChargeOp::Reserve(charge)).await {
-            Ok(ChargeOpResult::Held) => {
-                watch = Some(pending.with_charge(HeldCharge {
-                    id,
-                    book: state.charges.clone(),
-                    charge_tool_errors: service.charge_tool_errors,
-                }))
-            }
-            Ok(ChargeOpResult::Refused { available, expiring }) => {
-                pending.finish(Outcome::AllowanceExceeded);
-                let refusal = Refusal { price, available, expiring };
-                return Ok(Err(allowance_exceeded(state, service, headers, envelope.request_id(), refusal)));
-            }
-            Ok(other) => {
-                return Err(ApiError::internal(std::io::Error::other(format!("unexpected hold result {other:?}"))));
-            }
-            Err(err) => {
-                tracing::error!(error = %err, service = %service.slug, "cannot place a hold");
-                pending.finish(Outcome::UpstreamError);
-                return Err(ApiError::Unavailable(
-                    "paid calls cannot be charged right now, so none are made; nothing was charged, retry shortly"
-                        .into(),
-                ));
-            }
-        }
-    }
-    Ok(Ok((bytes, envelope, watch)))
-}
-
-/// JSON-RPC error code of a paid call the allowance cannot cover.
-pub const ALLOWANCE_EXCEEDED_CODE: i64 = -32402;
-
-/// Why a hold was refused.
-struct Refusal {
-    price: Amount,
-    available: Amount,
-    /// The allowance expires within the hold margin (or has expired).
-    expiring: bool,
-}
-
-/// The answer to a paid call the allowance cannot cover: a JSON-RPC error (the upstream was never
-/// called) that says what the call costs, what is left, and where the allowance is managed.
-fn allowance_exceeded(
-    state: &AppState,
-    service: &ServiceRecord,
-    headers: &HeaderMap,
-    id: Option<&Value>,
-    Refusal { price, available, expiring }: Refusal,
-) -> Response {
-    let base = match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
-            format!("http://{host}")
-        }
-    };
-    let manage_url = format!("{base}/app/store/{}", service.slug);
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "error": {
-            "code": ALLOWANCE_EXCEEDED_CODE,
-            "message": if expiring {
-                format!(
-                    "ALLOWANCE_EXCEEDED: your allowance for {} has expired, or expires too soon for this call to be \
-                     settled (paid calls stop {} s before it expires); approve it again with a later expires_at at \
-                     {manage_url} (or PUT /v1/services/{}/allowance)",
-                    service.slug,
-                    state.charges.margins().hold_ms / 1000,
-                    service.slug
-                )
-            } else {
-                format!(
-                    "ALLOWANCE_EXCEEDED: this call costs {price} but only {available} is left of your allowance for \
-                     {}; raise it at {manage_url} (or PUT /v1/services/{}/allowance)",
-                    service.slug, service.slug
-                )
-            },
-            "data": {
-                "code": "ALLOWANCE_EXCEEDED",
-                "service": service.slug.as_str(),
-                "price": price.to_string(),
-                "available": available.to_string(),
-                "expiring": expiring,
-                "manage_url": manage_url,
-            }
-        }
-    });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// A request to a service whose upstream is a local command.
@@ -330,31 +240,38 @@ async fn stdio_request(
     };
     match method {
         Method::POST => {
-            let (bytes, envelope, watch) = match read_message(state, service, agent, headers, body).await? {
-                Ok(read) => read,
-                Err(response) => return Ok(response),
-            };
-            let message = Outgoing::from_body(&bytes)?;
-            match session {
-                Some(session) => gateway.stdio.send(session, &agent.key_id, message, watch).await,
-                None if envelope.method() == Some("initialize") => {
-                    // The allow-list is checked again at spawn time: it may have shrunk since the
-                    // service was registered.
-                    if !state.config.stdio_upstream_commands.iter().any(|allowed| allowed == command) {
-                        return Err(ApiError::Forbidden(format!(
-                            "the command of service {slug} is not in this gateway's stdio_upstream_commands"
-                        )));
+            let Intake { bytes, envelope, awaiting } =
+                match intake::read_message(state, service, agent, headers, session, body).await? {
+                    Ok(intake) => intake,
+                    Err(response) => return Ok(response),
+                };
+            let sent = async {
+                let message = Outgoing::from_body(&bytes)?;
+                match session {
+                    Some(session) => gateway.stdio.send(session, &agent.key_id, message, awaiting).await,
+                    None if envelope.method() == Some("initialize") => {
+                        // The allow-list is checked again at spawn time: it may have shrunk since
+                        // the service was registered.
+                        if !state.config.stdio_upstream_commands.iter().any(|allowed| allowed == command) {
+                            return Err(ApiError::Forbidden(format!(
+                                "the command of service {slug} is not in this gateway's stdio_upstream_commands"
+                            )));
+                        }
+                        let session = gateway.stdio.open(slug, &agent.key_id, command, args, env)?;
+                        gateway.sessions.bind(slug, &session, &agent.key_id);
+                        let mut response = gateway.stdio.send(&session, &agent.key_id, message, awaiting).await?;
+                        if let Ok(value) = HeaderValue::from_str(&session) {
+                            response.headers_mut().insert(HeaderName::from_static(MCP_SESSION_ID), value);
+                        }
+                        Ok(response)
                     }
-                    let session = gateway.stdio.open(slug, &agent.key_id, command, args, env)?;
-                    gateway.sessions.bind(slug, &session, &agent.key_id);
-                    let mut response = gateway.stdio.send(&session, &agent.key_id, message, watch).await?;
-                    if let Ok(value) = HeaderValue::from_str(&session) {
-                        response.headers_mut().insert(HeaderName::from_static(MCP_SESSION_ID), value);
+                    None => {
+                        gateway.fail(awaiting, Outcome::UpstreamError).await;
+                        Err(need_session())
                     }
-                    Ok(response)
                 }
-                None => Err(need_session()),
-            }
+            };
+            sent.await
         }
         Method::GET => gateway.stdio.listen(session.ok_or_else(need_session)?, &agent.key_id),
         Method::DELETE => {
@@ -372,18 +289,50 @@ async fn post(
     service: &Arc<ServiceRecord>,
     agent: &Arc<AgentPrincipal>,
     headers: &HeaderMap,
+    session: Option<&str>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (bytes, envelope, watch) = match read_message(state, service, agent, headers, body).await? {
-        Ok(read) => read,
-        Err(response) => return Ok(response),
-    };
+    let Intake { bytes, envelope, awaiting } =
+        match intake::read_message(state, service, agent, headers, session, body).await? {
+            Ok(intake) => intake,
+            Err(response) => return Ok(response),
+        };
     let is_initialize = envelope.method() == Some("initialize");
-    let response = forward(state, service, agent, Method::POST, headers, Some(bytes), watch).await?;
+    let response = forward(state, service, agent, Method::POST, headers, Some(bytes), awaiting).await?;
     if is_initialize && let Some(session) = response.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()) {
         state.gateway.sessions.bind(service.slug.as_str(), session, &agent.key_id);
     }
     Ok(response)
+}
+
+impl Gateway {
+    /// The service's upstream URL, parsed once.
+    fn upstream_url(&self, service: &ServiceRecord) -> Result<reqwest::Url, ApiError> {
+        let Upstream::Http { url } = &service.upstream else {
+            return Err(ApiError::internal(std::io::Error::other("stdio service in the HTTP path")));
+        };
+        if let Some(parsed) = self.urls.get(url) {
+            return Ok(parsed.clone());
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|_| {
+            ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
+        })?;
+        if self.urls.len() > 10_000 {
+            self.urls.clear();
+        }
+        self.urls.insert(url.clone(), parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Ends a request that failed before any answer: a free one is recorded with `outcome`, a paid
+    /// one's hold is released (a result that turns up later is withheld).
+    async fn fail(&self, awaiting: Awaiting, outcome: Outcome) {
+        match awaiting {
+            Awaiting::Free(mut watch) => watch.finish(outcome),
+            Awaiting::Paid(ticket) => self.paid.fail(&ticket.upstream_id, outcome).await,
+            Awaiting::Nothing => {}
+        }
+    }
 }
 
 /// Sends one request upstream and relays the answer.
@@ -394,26 +343,14 @@ async fn forward(
     method: Method,
     headers: &HeaderMap,
     body: Option<bytes::Bytes>,
-    mut watch: Option<Watch>,
+    awaiting: Awaiting,
 ) -> Result<Response, ApiError> {
     let gateway = &state.gateway;
-    let url = match &service.upstream {
-        Upstream::Http { url } => url,
-        Upstream::Stdio { .. } => {
-            return Err(ApiError::internal(std::io::Error::other("stdio service in the HTTP path")));
-        }
-    };
-    let url = match gateway.urls.get(url) {
-        Some(parsed) => parsed.clone(),
-        None => {
-            let parsed = reqwest::Url::parse(url).map_err(|_| {
-                ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
-            })?;
-            if gateway.urls.len() > 10_000 {
-                gateway.urls.clear();
-            }
-            gateway.urls.insert(url.clone(), parsed.clone());
-            parsed
+    let url = match gateway.upstream_url(service) {
+        Ok(url) => url,
+        Err(err) => {
+            gateway.fail(awaiting, Outcome::UpstreamError).await;
+            return Err(err);
         }
     };
     let mut request = gateway.client.request(method, url);
@@ -433,9 +370,7 @@ async fn forward(
     let upstream = match tokio::time::timeout(gateway.upstream_timeout, request.send()).await {
         Err(_) => {
             gateway.metrics.upstream_error(service_name, "timeout");
-            if let Some(watch) = &mut watch {
-                let _ = watch.settle(Outcome::UpstreamError).await;
-            }
+            gateway.fail(awaiting, Outcome::UpstreamError).await;
             return Err(ApiError::UpstreamTimeout(format!(
                 "the service {service_name} did not answer within {} s; try again later",
                 gateway.upstream_timeout.as_secs()
@@ -445,9 +380,7 @@ async fn forward(
             let kind = if err.is_connect() { "connect" } else { "request" };
             gateway.metrics.upstream_error(service_name, kind);
             tracing::warn!(service = service_name, error = %err, "upstream request failed");
-            if let Some(watch) = &mut watch {
-                let _ = watch.settle(Outcome::UpstreamError).await;
-            }
+            gateway.fail(awaiting, Outcome::UpstreamError).await;
             return Err(ApiError::UpstreamUnavailable(format!(
                 "the service {service_name} cannot be reached right now ({kind} failed); try again later"
             )));
@@ -458,9 +391,7 @@ async fn forward(
     if matches!(status.as_u16(), 401 | 403 | 407) {
         // The upstream refused the gateway itself: an operator's problem, not the agent's key.
         gateway.metrics.upstream_error(service_name, "auth");
-        if let Some(watch) = &mut watch {
-            let _ = watch.settle(Outcome::UpstreamError).await;
-        }
+        gateway.fail(awaiting, Outcome::UpstreamError).await;
         return Err(ApiError::UpstreamUnavailable(format!(
             "the service {service_name} refused the gateway (HTTP {}); its operator must fix the upstream's credentials",
             status.as_u16()
@@ -469,11 +400,14 @@ async fn forward(
     if status.is_server_error() {
         gateway.metrics.upstream_error(service_name, "status_5xx");
     }
-    if !status.is_success()
-        && let Some(watch) = &mut watch
-    {
-        let _ = watch.settle(Outcome::UpstreamError).await;
-    }
+    // An error status answers no call: the call ends here (a paid call's hold is released, and any
+    // paid response in the body is withheld, as on every stream).
+    let awaiting = if status.is_success() {
+        awaiting
+    } else {
+        gateway.fail(awaiting, Outcome::UpstreamError).await;
+        Awaiting::Nothing
+    };
     let mut response = Response::builder().status(status);
     if let Some(out) = response.headers_mut() {
         for name in FORWARDED_RESPONSE_HEADERS {
@@ -487,18 +421,18 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    // A paid call's id and price, for the answer should its capture fail (free calls need neither).
-    let paid = watch
-        .as_ref()
-        .filter(|watch| watch.is_charged())
-        .map(|watch| (watch.request_id().clone(), watch.tool().map_or(Amount::ZERO, |tool| service.price_of(tool))));
+    // A paid call's id and price, for the answer should its result be withheld.
+    let paid = match &awaiting {
+        Awaiting::Paid(ticket) => Some(ticket.clone()),
+        Awaiting::Free(_) | Awaiting::Nothing => None,
+    };
     // A paid JSON answer is sent only once its charge is captured: its head waits with it.
     let whole = !is_sse && paid.is_some();
     let relay = if is_sse {
         response = response.header("x-accel-buffering", "no");
-        relay::relay_sse(upstream, watch)
+        sse::relay_sse(upstream, awaiting, gateway.paid.clone())
     } else {
-        relay::relay_json(upstream, watch)
+        relay::relay_json(upstream, awaiting, gateway.paid.clone())
     };
     match relay::body_of(relay, whole).await {
         Ok(body) => response.body(body).map_err(ApiError::internal),
@@ -506,27 +440,45 @@ async fn forward(
     }
 }
 
-/// The answer to a call whose response failed before anything of it was sent: its charge could
-/// not be captured (the result is withheld and nothing was charged), or the upstream's body broke
-/// off at once.
+/// The answer to a call whose response failed before anything of it was sent: a paid result was
+/// withheld (its charge could not be captured, or the answer did not answer the call; nothing was
+/// charged), or the upstream's body broke off at once.
 fn withheld(
     state: &AppState,
     service: &ServiceRecord,
     headers: &HeaderMap,
-    paid: Option<&(Value, Amount)>,
+    paid: Option<&PaidTicket>,
     err: &std::io::Error,
 ) -> Result<Response, ApiError> {
-    match err.get_ref().and_then(|inner| inner.downcast_ref::<ChargeError>()) {
-        Some(ChargeError::Expired) => {
-            let (id, price) = paid.map_or((None, Amount::ZERO), |(id, price)| (Some(id), *price));
+    let client_id = paid.map(|ticket| &ticket.client_id);
+    match err.get_ref().and_then(|inner| inner.downcast_ref::<RelayError>()) {
+        Some(RelayError::Charge(ChargeError::Expired)) => {
+            let price = paid.map_or(Amount::ZERO, |ticket| ticket.price);
             let refusal = Refusal { price, available: Amount::ZERO, expiring: true };
-            Ok(allowance_exceeded(state, service, headers, id, refusal))
+            Ok(intake::allowance_exceeded(state, service, headers, client_id, refusal))
         }
-        Some(_) => Err(ApiError::Unavailable(
-            "this paid call could not be charged, so its result was withheld; nothing was charged, retry shortly"
-                .into(),
+        Some(RelayError::Charge(err)) => match client_id {
+            Some(id) => Ok((StatusCode::OK, axum::Json(rpc::charge_failure(id, err))).into_response()),
+            None => Err(ApiError::Unavailable(
+                "this paid call could not be charged, so its result was withheld; nothing was charged, retry shortly"
+                    .into(),
+            )),
+        },
+        Some(RelayError::Unanswered | RelayError::Foreign) => Ok(rpc_error(
+            StatusCode::BAD_GATEWAY,
+            client_id,
+            rpc::INTERNAL_ERROR,
+            format!(
+                "the service {} sent an answer that does not answer this call, so it was withheld; nothing was \
+                 charged, try again later",
+                service.slug
+            ),
         )),
-        None => Err(ApiError::UpstreamUnavailable(format!(
+        Some(RelayError::TooLarge) => Err(ApiError::UpstreamUnavailable(format!(
+            "the service {}'s answer to this paid call is too large to be metered, so it was withheld; nothing was charged",
+            service.slug
+        ))),
+        Some(RelayError::Upstream(_)) | None => Err(ApiError::UpstreamUnavailable(format!(
             "the answer of the service {} broke off; try again later",
             service.slug
         ))),

@@ -20,27 +20,28 @@ use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use futures_util::{SinkExt, Stream, StreamExt};
 use prom_core::id::KeyId;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
 
-use super::envelope::{Outcome, response_outcome};
-use super::relay::Watch;
+use super::envelope::{Message, Outcome};
+use super::ids::{RpcId, is_paid_id, same_id};
+use super::paid::PaidCalls;
+use super::relay::{Awaiting, RelayError, deliverable};
+use super::rpc;
 use crate::error::ApiError;
 
 /// Longest line (one JSON-RPC message) accepted from a process.
 const MAX_LINE: usize = 8 * 1024 * 1024;
 /// Server messages kept for a GET stream that is not open yet.
 const MAX_BACKLOG: usize = 1000;
-/// JSON-RPC error code for "the process behind this service failed".
-const PROCESS_EXITED: i64 = -32603;
-
 #[derive(Debug)]
 pub struct StdioUpstreams {
     sessions: DashMap<String, Arc<StdioSession>>,
     idle: Duration,
     max_sessions: usize,
+    paid: Arc<PaidCalls>,
 }
 
 #[derive(Debug)]
@@ -51,15 +52,17 @@ struct StdioSession {
     routes: Mutex<Routes>,
     child: Mutex<Option<Child>>,
     last_seen: Mutex<Instant>,
+    paid: Arc<PaidCalls>,
 }
 
 /// Where the process's messages go.
 #[derive(Debug, Default)]
 struct Routes {
-    /// Request id (as JSON text) → the request's SSE stream, and its metering.
-    pending: BTreeMap<String, (mpsc::UnboundedSender<String>, Option<Watch>)>,
+    /// Request id (as the process knows it: a paid call's is the gateway's) → the request's SSE
+    /// stream, and what it awaits.
+    pending: BTreeMap<RpcId, (mpsc::UnboundedSender<String>, Awaiting)>,
     /// Progress token (as JSON text) → request id.
-    progress: BTreeMap<String, String>,
+    progress: BTreeMap<String, RpcId>,
     stream: Option<mpsc::UnboundedSender<String>>,
     backlog: VecDeque<String>,
     exited: bool,
@@ -86,8 +89,8 @@ impl Outgoing {
 }
 
 impl StdioUpstreams {
-    pub fn new(idle: Duration, max_sessions: usize) -> Arc<Self> {
-        let upstreams = Arc::new(Self { sessions: DashMap::new(), idle, max_sessions });
+    pub fn new(idle: Duration, max_sessions: usize, paid: Arc<PaidCalls>) -> Arc<Self> {
+        let upstreams = Arc::new(Self { sessions: DashMap::new(), idle, max_sessions, paid });
         tokio::spawn(reap_idle(Arc::downgrade(&upstreams)));
         upstreams
     }
@@ -134,6 +137,7 @@ impl StdioUpstreams {
             routes: Mutex::new(Routes::default()),
             child: Mutex::new(Some(child)),
             last_seen: Mutex::new(Instant::now()),
+            paid: self.paid.clone(),
         });
         self.sessions.insert(session_id.clone(), session.clone());
         let lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
@@ -167,20 +171,27 @@ impl StdioUpstreams {
         session_id: &str,
         key_id: &KeyId,
         message: Outgoing,
-        watch: Option<Watch>,
+        awaiting: Awaiting,
     ) -> Result<Response, ApiError> {
-        let session = self.session(session_id, key_id)?;
-        let receiver = match &message.request_id {
+        let session = match self.session(session_id, key_id) {
+            Ok(session) => session,
+            Err(err) => {
+                end_awaiting(&self.paid, awaiting);
+                return Err(err);
+            }
+        };
+        let receiver = match message.request_id.as_ref().and_then(RpcId::of) {
             Some(id) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut routes = lock(&session.routes);
                 if routes.exited {
+                    end_awaiting(&self.paid, awaiting);
                     return Err(exited(&session.service));
                 }
-                routes.pending.insert(id.to_string(), (tx, watch));
                 if let Some(token) = &message.progress_token {
-                    routes.progress.insert(token.to_string(), id.to_string());
+                    routes.progress.insert(token.to_string(), id.clone());
                 }
+                routes.pending.insert(id, (tx, awaiting));
                 Some(rx)
             }
             None => None,
@@ -194,6 +205,14 @@ impl StdioUpstreams {
             Some(rx) => sse(rx).into_response(),
             None => axum::http::StatusCode::ACCEPTED.into_response(),
         })
+    }
+
+    /// Writes a notification of the gateway's own to a session's process (best effort).
+    pub async fn notify(&self, session_id: &str, line: String) {
+        let session = self.sessions.get(session_id).map(|session| session.value().clone());
+        if let Some(session) = session {
+            let _ = session.stdin.lock().await.send(line).await;
+        }
     }
 
     /// Opens the session's stream of server-initiated messages (replacing an earlier one).
@@ -255,17 +274,32 @@ fn exited(service: &str) -> ApiError {
     ApiError::UpstreamUnavailable(format!("the process behind {service} has exited; start a new session (initialize)"))
 }
 
+/// Ends a request that will get no answer: a free one is recorded as an upstream error, a paid
+/// one's hold released.
+fn end_awaiting(paid: &Arc<PaidCalls>, awaiting: Awaiting) {
+    match awaiting {
+        Awaiting::Free(mut watch) => watch.finish(Outcome::UpstreamError),
+        Awaiting::Paid(ticket) => {
+            let paid = paid.clone();
+            tokio::spawn(async move { paid.fail(&ticket.upstream_id, Outcome::UpstreamError).await });
+        }
+        Awaiting::Nothing => {}
+    }
+}
+
 /// Answers every pending request with an error and ends every stream.
 fn fail_pending(session: &StdioSession) {
     let mut routes = lock(&session.routes);
     routes.exited = true;
-    for (id, (tx, watch)) in std::mem::take(&mut routes.pending) {
-        if let Some(mut watch) = watch {
-            watch.finish(Outcome::UpstreamError);
-        }
-        let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
-        let error = json!({"jsonrpc":"2.0","id":id,"error":{"code":PROCESS_EXITED,"message":format!("the process behind {} exited before answering", session.service)}});
-        let _ = tx.send(error.to_string());
+    for (_, (tx, awaiting)) in std::mem::take(&mut routes.pending) {
+        let id = match &awaiting {
+            Awaiting::Free(watch) => watch.request_id().clone(),
+            Awaiting::Paid(ticket) => ticket.client_id.clone(),
+            Awaiting::Nothing => Value::Null,
+        };
+        end_awaiting(&session.paid, awaiting);
+        let message = format!("the process behind {} exited before answering", session.service);
+        let _ = tx.send(rpc::error(Some(&id), rpc::INTERNAL_ERROR, message).to_string());
     }
     routes.progress.clear();
     routes.stream = None;
@@ -309,38 +343,63 @@ async fn read_stdout(
 
 fn route(session: &StdioSession, message: &Value, line: String) {
     let mut routes = lock(&session.routes);
-    let is_response =
-        message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some());
-    if is_response
-        && let Some(id) = message.get("id").map(Value::to_string)
-        && let Some((tx, watch)) = routes.pending.remove(&id)
-    {
-        routes.progress.retain(|_, request| *request != id);
-        match (watch, message.get("id").cloned()) {
-            (Some(mut watch), Some(request_id)) => {
-                watch.add_response_bytes(line.len());
-                let outcome = response_outcome(line.as_bytes(), &request_id).unwrap_or(Outcome::Incomplete);
-                // A paid call's result is released only once its charge is captured.
-                tokio::spawn(async move {
-                    match watch.settle(outcome).await {
-                        Ok(()) => drop(tx.send(line)),
-                        Err(_) => {
-                            let error = json!({"jsonrpc":"2.0","id":request_id,"error":{"code":PROCESS_EXITED,
-                                        "message":"the call could not be charged, so its result is withheld; nothing was charged"}});
-                            drop(tx.send(error.to_string()));
-                        }
+    let response = match Message::read(line.as_bytes()) {
+        Message::Response { id: Some(id), outcome } => Some((id, outcome)),
+        _ => None,
+    };
+    if let Some((id, outcome)) = response {
+        let route = RpcId::of(&id).and_then(|key| {
+            let route = routes.pending.remove(&key)?;
+            routes.progress.retain(|_, request| *request != key);
+            Some(route)
+        });
+        if is_paid_id(&id) {
+            // A paid call's result is released only once its charge is captured, under the
+            // agent's id, on the call's stream (or, if the agent left it, the session's stream).
+            let stream = routes.stream.clone();
+            drop(routes);
+            let paid = session.paid.clone();
+            let upstream_id = id.as_str().unwrap_or_default().to_owned();
+            tokio::spawn(async move {
+                let delivery = paid.settle(&upstream_id, outcome, line.len()).await;
+                let withheld_id = match &delivery {
+                    super::paid::Delivery::Withheld(client_id, _) => Some(client_id.clone()),
+                    _ => None,
+                };
+                let out = match (deliverable(delivery, line.as_bytes()), withheld_id) {
+                    (Ok(rewritten), _) => String::from_utf8(rewritten).ok(),
+                    (Err(RelayError::Charge(err)), Some(client_id)) => {
+                        Some(rpc::charge_failure(&client_id, &err).to_string())
                     }
-                });
-            }
-            _ => drop(tx.send(line)),
+                    (Err(_), _) => None,
+                };
+                let Some(out) = out else {
+                    tracing::warn!("a stdio upstream answered a paid call whose hold had ended; withheld");
+                    return;
+                };
+                let delivered = route.is_some_and(|(tx, _)| tx.send(out.clone()).is_ok());
+                if !delivered && let Some(stream) = stream {
+                    let _ = stream.send(out);
+                }
+            });
+            return;
         }
-        return; // dropping `tx` ends the request's SSE stream
+        if let Some((tx, awaiting)) = route {
+            if let Awaiting::Free(mut watch) = awaiting
+                && same_id(&id, watch.request_id())
+            {
+                watch.add_response_bytes(line.len());
+                watch.finish(outcome);
+            }
+            let _ = tx.send(line);
+            return; // dropping `tx` ends the request's SSE stream
+        }
     }
     if let Some(token) = message.pointer("/params/progressToken").map(Value::to_string)
         && let Some(id) = routes.progress.get(&token).cloned()
-        && let Some((tx, watch)) = routes.pending.get(&id)
+        && let Some((tx, awaiting)) = routes.pending.get(&id)
     {
-        if let Some(watch) = watch {
+        if let Awaiting::Free(watch) = awaiting {
             watch.add_response_bytes(line.len());
         }
         let _ = tx.send(line);

@@ -1,0 +1,115 @@
+//! JSON-RPC ids as the gateway handles them: compared the way JSON-RPC peers compare them, and, for
+//! paid calls, replaced by ids the gateway makes.
+//!
+//! A paid call goes upstream under a gateway-made id ([`PAID_ID_PREFIX`] + 32 hex digits) and its
+//! response comes back with the agent's own id, exactly as the agent sent it. So the gateway never
+//! has to guess whether an upstream's `1` answers an agent's `1.0`, ids cannot collide upstream,
+//! and a paid result can be recognised on any stream it turns up on (a resumed GET stream, another
+//! request's stream): a response with a gateway-made id is delivered only through the paid call
+//! it belongs to, after its capture, and withheld otherwise.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// Prefix of the ids the gateway gives paid calls upstream. Agents may not use ids that start with
+/// it. Never change it while calls may be in flight.
+pub const PAID_ID_PREFIX: &str = "prom-call-";
+
+/// A new gateway-made id for a paid call.
+pub fn new_paid_id() -> String {
+    format!("{PAID_ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Whether `id` is a gateway-made paid-call id.
+pub fn is_paid_id(id: &Value) -> bool {
+    id.as_str().is_some_and(|id| id.starts_with(PAID_ID_PREFIX))
+}
+
+/// A request id in the form JSON-RPC peers compare: strings by their text, numbers by their value,
+/// so `1`, `1.0`, `1e0` and `10e-1` are one id (SDKs answer `1.0` with `1`), and `-0` is `0`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RpcId(String);
+
+impl RpcId {
+    /// The comparable form of a string or number id; `None` for anything else.
+    pub fn of(id: &Value) -> Option<Self> {
+        match id {
+            Value::String(text) => Some(Self(format!("s:{text}"))),
+            Value::Number(number) => Some(Self(format!("n:{}", canonical_number(number)))),
+            _ => None,
+        }
+    }
+}
+
+fn canonical_number(number: &serde_json::Number) -> String {
+    if let Some(int) = number.as_i64() {
+        return int.to_string();
+    }
+    if let Some(int) = number.as_u64() {
+        return int.to_string();
+    }
+    let float = number.as_f64().unwrap_or(f64::NAN);
+    // Whole numbers within i64 read as integers, whatever their spelling (and -0 as 0).
+    #[expect(clippy::cast_possible_truncation, reason = "checked to be whole and within i64 first")]
+    if float.fract() == 0.0 && float.abs() < 9.2e18 {
+        return (float as i64).to_string();
+    }
+    format!("{float:e}")
+}
+
+/// Whether two ids are the same id for a JSON-RPC peer.
+pub fn same_id(a: &Value, b: &Value) -> bool {
+    match (RpcId::of(a), RpcId::of(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `message` (one JSON-RPC message object) with its `id` replaced; every other member is kept as
+/// it was written (numbers are not re-read, so nothing loses precision).
+pub fn with_id(message: &[u8], id: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    let mut members: BTreeMap<String, &RawValue> = serde_json::from_slice(message)?;
+    let id = serde_json::value::to_raw_value(id)?;
+    members.insert("id".to_owned(), &id);
+    serde_json::to_vec(&members)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn numbers_compare_by_value() {
+        for same in ["1", "1.0", "1e0", "10e-1", "0.1e1"] {
+            let value: Value = serde_json::from_str(same).unwrap();
+            assert!(same_id(&value, &json!(1)), "{same}");
+        }
+        let minus_zero: Value = serde_json::from_str("-0").unwrap();
+        assert!(same_id(&minus_zero, &json!(0)));
+        let minus_zero: Value = serde_json::from_str("-0.0").unwrap();
+        assert!(same_id(&minus_zero, &json!(0)));
+        assert!(!same_id(&json!(1), &json!("1")), "a string is not a number");
+        assert!(!same_id(&json!(1.5), &json!(1)));
+        assert!(same_id(&json!(1.5), &serde_json::from_str::<Value>("15e-1").unwrap()));
+        assert!(!same_id(&Value::Null, &Value::Null), "null is no request id");
+        assert!(!same_id(&json!(true), &json!(true)));
+    }
+
+    #[test]
+    fn replaces_the_id_and_keeps_the_rest() {
+        let message = br#"{"jsonrpc":"2.0","id":1.0,"result":{"big":123456789012345678901234567890,"x":0.1}}"#;
+        let rewritten = with_id(message, &json!("prom-call-abc")).unwrap();
+        let text = String::from_utf8(rewritten).unwrap();
+        assert!(text.contains(r#""id":"prom-call-abc""#), "{text}");
+        assert!(text.contains("123456789012345678901234567890"), "big numbers are not re-read: {text}");
+        assert!(with_id(b"[1]", &json!(1)).is_err());
+        let paid = new_paid_id();
+        assert!(is_paid_id(&json!(paid)));
+        assert_eq!(paid.len(), PAID_ID_PREFIX.len() + 32);
+        assert!(!is_paid_id(&json!(7)));
+    }
+}
