@@ -38,8 +38,8 @@ pub fn charge_failure(id: &Value, err: &ChargeError) -> Value {
         ChargeError::NotHeld => error(
             Some(id),
             INTERNAL_ERROR,
-            "this paid call's hold had ended (its time ran out), so its result was withheld; nothing was charged, \
-             call it again",
+            "this paid call's hold had ended (its time ran out, or another gateway node released it), so its \
+             result was withheld; nothing was charged, call it again",
         ),
         ChargeError::Unavailable | ChargeError::Store(_) => error(
             Some(id),

@@ -216,10 +216,14 @@ async fn a_charged_tool_error_whose_capture_fails_is_withheld() {
 
     let (status, answer) = answer;
     if shared {
-        // Nothing of the answer had been sent: the agent is told, instead of reading a cut body.
+        // Nothing of the answer had been sent: the agent is told, under its id, instead of
+        // reading a cut body.
+        assert_eq!(status, StatusCode::OK);
         let error: Value = serde_json::from_str(&answer).expect("JSON");
-        let message = expect_error(&(status, error), StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
-        assert!(message.contains("withheld"), "{message}");
+        assert_eq!(error["id"], 1, "{error}");
+        assert_eq!(error["error"]["code"], -32603, "{error}");
+        assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("withheld")), "{error}");
+        assert!(error.get("result").is_none());
         assert_eq!(paid.held_and_unsettled().await, ("0".into(), "0".into()));
         assert_eq!(paid.charged_after(1).await, "0");
     } else {
