@@ -72,7 +72,7 @@ pub struct Gateway {
     pub stdio: Arc<StdioUpstreams>,
     pub metrics: Arc<Metrics>,
     /// Paid calls waiting for their result.
-    pub paid: Arc<PaidCalls>,
+    paid: Arc<PaidCalls>,
     /// Request ids pending in each MCP session.
     pending: PendingIds,
     /// Upstream URLs, parsed once.

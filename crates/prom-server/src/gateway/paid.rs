@@ -25,12 +25,39 @@ use crate::charging::ChargeError;
 /// Paid calls waiting for their result, by gateway-made id.
 #[derive(Debug)]
 pub struct PaidCalls {
-    calls: Mutex<HashMap<String, PaidCall>>,
+    calls: Mutex<Calls>,
     wait: Duration,
 }
 
+#[derive(Debug, Default)]
+struct Calls {
+    by_upstream_id: HashMap<String, PaidCall>,
+    /// The agent's id of each call in its scope → the upstream id (for the agent's cancels).
+    by_client_id: HashMap<(CallScope, RpcId), String>,
+}
+
+impl Calls {
+    fn insert(&mut self, upstream_id: String, call: PaidCall) {
+        if let Some(client_id) = RpcId::of(&call.client_id) {
+            self.by_client_id.insert((call.scope.clone(), client_id), upstream_id.clone());
+        }
+        self.by_upstream_id.insert(upstream_id, call);
+    }
+
+    fn remove(&mut self, upstream_id: &str) -> Option<PaidCall> {
+        let call = self.by_upstream_id.remove(upstream_id)?;
+        if let Some(client_id) = RpcId::of(&call.client_id) {
+            let key = (call.scope.clone(), client_id);
+            if self.by_client_id.get(&key).is_some_and(|id| id == upstream_id) {
+                self.by_client_id.remove(&key);
+            }
+        }
+        Some(call)
+    }
+}
+
 /// Who a paid call belongs to: the agent may cancel it by its own id in this scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CallScope {
     pub service: String,
     pub key_id: KeyId,
@@ -77,7 +104,7 @@ pub struct Expired {
 impl PaidCalls {
     /// `wait`: how long a paid call may take to deliver its result, resumptions included.
     pub fn new(wait: Duration) -> Arc<Self> {
-        Arc::new(Self { calls: Mutex::new(HashMap::new()), wait })
+        Arc::new(Self { calls: Mutex::new(Calls::default()), wait })
     }
 
     /// Registers a call whose hold `watch` carries; returns the id it goes upstream under.
@@ -111,19 +138,20 @@ impl PaidCalls {
 
     /// The upstream id of the agent's call `client_id` in `scope`, for its `notifications/cancelled`.
     pub fn upstream_id(&self, scope: &CallScope, client_id: &Value) -> Option<String> {
-        let wanted = RpcId::of(client_id)?;
-        self.lock()
-            .iter()
-            .find(|(_, call)| call.scope == *scope && RpcId::of(&call.client_id).as_ref() == Some(&wanted))
-            .map(|(id, _)| id.clone())
+        let key = (scope.clone(), RpcId::of(client_id)?);
+        self.lock().by_client_id.get(&key).cloned()
     }
 
     /// Ends every call whose time has run out: releases its hold and returns where to cancel it.
     pub fn expire(&self, now: Instant) -> Vec<Expired> {
         let expired: Vec<(String, PaidCall)> = {
             let mut calls = self.lock();
-            let ids: Vec<String> =
-                calls.iter().filter(|(_, call)| call.deadline <= now).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = calls
+                .by_upstream_id
+                .iter()
+                .filter(|(_, call)| call.deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
             ids.into_iter().filter_map(|id| calls.remove(&id).map(|call| (id, call))).collect()
         };
         expired
@@ -135,12 +163,7 @@ impl PaidCalls {
             .collect()
     }
 
-    /// Paid calls waiting for their result.
-    pub fn waiting(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PaidCall>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
         self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

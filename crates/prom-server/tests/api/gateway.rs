@@ -526,3 +526,27 @@ async fn failing_upstreams_give_clear_errors() {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 }
+
+/// A session id that is not visible ASCII would slip past the binding check (which compares
+/// text) and reach the upstream: it is refused before either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_id_that_is_not_visible_ascii_is_refused() {
+    let s = setup().await;
+    for bad in [&b"sess-\xff"[..], b"sess 1", b"sess\tx"] {
+        let value = reqwest::header::HeaderValue::from_bytes(bad).expect("a header value");
+        let response = s
+            .app
+            .client
+            .request(reqwest::Method::POST, "/mcp/scripted", Cred::ApiKey(&s.key))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", value)
+            .json(&call(1, "echo"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 400, "{bad:?}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "INVALID_REQUEST", "{body}");
+    }
+    assert!(s.upstream.seen.lock().expect("lock").is_empty(), "nothing reached the upstream");
+}
