@@ -30,6 +30,10 @@ pub const MAX_WATCHED_JSON: usize = 4 * 1024 * 1024;
 
 /// What an upstream's answer is awaited for.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per request, moved a few times; boxing the watch would allocate on every free request"
+)]
 pub enum Awaiting {
     /// A free request, watched for its metering.
     Free(Watch),

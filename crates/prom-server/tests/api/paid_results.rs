@@ -32,11 +32,13 @@ use crate::support::{Cred, TestApp, TestUser};
 const PRICE: u128 = 100;
 const TOOLS: [&str; 5] = ["json", "sse", "slow-sse", "liar-id", "liar-get"];
 
+/// Stored events by stream: (event id, data).
+type EventStore = HashMap<String, Vec<(String, String)>>;
+
 /// An SDK-like upstream with an event store.
 #[derive(Clone, Default)]
 struct SdkLike {
-    /// Events by stream: (event id, data).
-    events: Arc<Mutex<HashMap<String, Vec<(String, String)>>>>,
+    events: Arc<Mutex<EventStore>>,
     /// Releases the result of each `slow-sse` call.
     gate: Arc<Notify>,
     /// `notifications/cancelled` the upstream received.
