@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::envelope::{Message, Outcome};
 use super::ids::{is_paid_id, same_id, with_id};
 use super::paid::{Delivery, PaidCalls};
+use super::rpc;
 use super::watch::Watch;
 use crate::charging::ChargeError;
 
@@ -169,6 +170,20 @@ pub fn deliverable(delivery: Delivery, message: &[u8]) -> Result<Vec<u8>, RelayE
         Delivery::Deliver(client_id) => with_id(message, &client_id).map_err(|_| RelayError::Unanswered),
         Delivery::Withheld(_, err) => Err(RelayError::Charge(err)),
         Delivery::Unknown => Err(RelayError::Charge(ChargeError::NotHeld)),
+    }
+}
+
+/// What the agent gets for a settled paid response (one message): the response under its own id,
+/// a JSON-RPC error under its id if the capture failed, or nothing if no call waited for it.
+pub fn paid_answer(delivery: Delivery, message: &[u8]) -> Option<String> {
+    let withheld_id = match &delivery {
+        Delivery::Withheld(client_id, _) => Some(client_id.clone()),
+        Delivery::Deliver(_) | Delivery::Unknown => None,
+    };
+    match (deliverable(delivery, message), withheld_id) {
+        (Ok(rewritten), _) => String::from_utf8(rewritten).ok(),
+        (Err(RelayError::Charge(err)), Some(client_id)) => Some(rpc::charge_failure(&client_id, &err).to_string()),
+        (Err(_), _) => None,
     }
 }
 

@@ -24,9 +24,8 @@ use sse_stream::Sse;
 
 use super::envelope::{Message, Outcome};
 use super::ids::{is_paid_id, same_id};
-use super::paid::{Delivery, PaidCalls};
-use super::relay::{Awaiting, RelayError, RelayStream, UpstreamStream, deliverable, next_within};
-use super::rpc;
+use super::paid::PaidCalls;
+use super::relay::{Awaiting, RelayError, RelayStream, UpstreamStream, next_within, paid_answer};
 
 /// How long the chunk carrying a call's response waits for the upstream's end of stream, which a
 /// server sends right after the response (the spec says it SHOULD close the stream then).
@@ -134,17 +133,11 @@ impl SseRelay {
                     self.awaiting = Awaiting::Nothing;
                 }
                 let delivery = self.paid.settle(upstream_id, outcome, data.len()).await;
-                let data = match (deliverable_id(&delivery), deliverable(delivery, data.as_bytes())) {
-                    (_, Ok(rewritten)) => String::from_utf8(rewritten).ok()?,
-                    (Some(client_id), Err(RelayError::Charge(err))) => {
-                        rpc::charge_failure(&client_id, &err).to_string()
-                    }
-                    (_, Err(_)) => {
-                        tracing::warn!("a paid call's response came after its hold ended; withheld");
-                        return None;
-                    }
+                let Some(answer) = paid_answer(delivery, data.as_bytes()) else {
+                    tracing::warn!("a paid call's response came after its hold ended; withheld");
+                    return None;
                 };
-                Some(frame(&event, Some(&data)))
+                Some(frame(&event, Some(&answer)))
             }
             Message::Response { id, outcome } => {
                 if let Awaiting::Free(watch) = &self.awaiting
@@ -169,14 +162,6 @@ impl SseRelay {
                 None
             }
         }
-    }
-}
-
-/// The agent's id of a paid response whose capture failed (to tell the agent under it).
-fn deliverable_id(delivery: &Delivery) -> Option<serde_json::Value> {
-    match delivery {
-        Delivery::Withheld(client_id, _) => Some(client_id.clone()),
-        Delivery::Deliver(_) | Delivery::Unknown => None,
     }
 }
 

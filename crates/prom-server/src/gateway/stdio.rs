@@ -28,7 +28,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
 use super::envelope::{Message, Outcome};
 use super::ids::{RpcId, is_paid_id, same_id};
 use super::paid::PaidCalls;
-use super::relay::{Awaiting, RelayError, deliverable};
+use super::relay::{Awaiting, paid_answer};
 use super::rpc;
 use crate::error::ApiError;
 
@@ -362,18 +362,7 @@ fn route(session: &StdioSession, message: &Value, line: String) {
             let upstream_id = id.as_str().unwrap_or_default().to_owned();
             tokio::spawn(async move {
                 let delivery = paid.settle(&upstream_id, outcome, line.len()).await;
-                let withheld_id = match &delivery {
-                    super::paid::Delivery::Withheld(client_id, _) => Some(client_id.clone()),
-                    _ => None,
-                };
-                let out = match (deliverable(delivery, line.as_bytes()), withheld_id) {
-                    (Ok(rewritten), _) => String::from_utf8(rewritten).ok(),
-                    (Err(RelayError::Charge(err)), Some(client_id)) => {
-                        Some(rpc::charge_failure(&client_id, &err).to_string())
-                    }
-                    (Err(_), _) => None,
-                };
-                let Some(out) = out else {
+                let Some(out) = paid_answer(delivery, line.as_bytes()) else {
                     tracing::warn!("a stdio upstream answered a paid call whose hold had ended; withheld");
                     return;
                 };
