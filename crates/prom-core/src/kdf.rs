@@ -45,6 +45,10 @@ pub enum KdfError {
     Unreadable(String),
     #[error("the deployment salt must be {SALT_LEN} bytes, found {0}")]
     SaltLength(usize),
+    /// Argon2id refused to hash. `new` validates everything Argon2 checks, so this should never
+    /// happen; if it does, the key is refused rather than matched by a digest nobody computed.
+    #[error("cannot compute the Argon2id digest of a key")]
+    Hash(#[source] argon2::Error),
 }
 
 impl fmt::Display for KdfParams {
@@ -122,11 +126,15 @@ impl KeyHasher {
 
     /// The digest of a key. Costs one Argon2id evaluation (tens of milliseconds at OWASP
     /// parameters): callers on a request path run it on the bounded hashing pool.
-    pub fn digest(&self, key: &PlainKey) -> KeyDigest {
+    ///
+    /// An error is never turned into a digest: were it ignored, every key would share the one
+    /// untouched output buffer and match each other. Callers refuse the key.
+    pub fn digest(&self, key: &PlainKey) -> Result<KeyDigest, KdfError> {
         let mut out = [0u8; 32];
-        // Cannot fail: the output length, salt length and parameters were validated in `new`.
-        let _ = self.argon2.hash_password_into(key.expose().as_bytes(), self.salt.expose_secret(), &mut out);
-        KeyDigest(out)
+        self.argon2
+            .hash_password_into(key.expose().as_bytes(), self.salt.expose_secret(), &mut out)
+            .map_err(KdfError::Hash)?;
+        Ok(KeyDigest(out))
     }
 }
 
@@ -152,9 +160,29 @@ mod tests {
         let other = KeyHasher::new(fast(), KeyHasher::generate_salt()).map_err(|e| e.to_string());
         let (Ok(hasher), Ok(other)) = (hasher, other) else { unreachable!("valid params") };
         let key = PlainKey::mint(Environment::Live);
-        assert!(hasher.digest(&key).ct_eq(&hasher.digest(&key)));
-        assert!(!hasher.digest(&key).ct_eq(&other.digest(&key)));
-        assert!(!hasher.digest(&key).ct_eq(&hasher.digest(&PlainKey::mint(Environment::Live))));
+        let digest = |hasher: &KeyHasher, key: &PlainKey| hasher.digest(key).map_err(|e| e.to_string());
+        let (Ok(first), Ok(again), Ok(elsewhere), Ok(another)) = (
+            digest(&hasher, &key),
+            digest(&hasher, &key),
+            digest(&other, &key),
+            digest(&hasher, &PlainKey::mint(Environment::Live)),
+        ) else {
+            unreachable!("a valid hasher hashes")
+        };
+        assert!(first.ct_eq(&again));
+        assert!(!first.ct_eq(&elsewhere));
+        assert!(!first.ct_eq(&another));
+    }
+
+    #[test]
+    fn a_failed_hash_is_an_error_not_a_digest() {
+        // `new` refuses such a salt; built by hand, it makes Argon2 itself fail (salt too short).
+        let Ok(valid) = KeyHasher::new(fast(), KeyHasher::generate_salt()) else { unreachable!("valid params") };
+        let broken = KeyHasher { salt: SecretSlice::from(vec![0u8; 3]), ..valid };
+        for key in [PlainKey::mint(Environment::Live), PlainKey::mint(Environment::Live)] {
+            let result = broken.digest(&key);
+            assert!(matches!(result, Err(KdfError::Hash(_))), "a key that cannot be hashed got {result:?}");
+        }
     }
 
     #[test]

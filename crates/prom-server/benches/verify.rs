@@ -67,7 +67,7 @@ fn fixture() -> Fixture {
             tenant_id: outcome.tenant.id.clone(),
             label: Label::parse("bench").expect("label"),
             environment: Environment::Live,
-            digest: state.hasher.digest(&key),
+            digest: state.hasher.digest(&key).expect("digest"),
             last4: key.last4(),
             scopes: vec![Scope::AgentConnect],
             created_by: None,

@@ -56,9 +56,12 @@ async fn mint(
     let digest = state
         .pool
         .run(move || {
-            let key = PlainKey::parse(&text).map(|key| hasher.digest(&key));
+            let digest = PlainKey::parse(&text).map_err(ApiError::internal).and_then(|key| {
+                // A key that cannot be hashed is never stored (it would have no usable digest).
+                hasher.digest(&key).map_err(ApiError::internal)
+            });
             drop(text);
-            key
+            digest
         })
         .await
         .map_err(|err| match err {
@@ -66,8 +69,7 @@ async fn mint(
                 ApiError::RateLimited { message: "the server is busy; retry in a moment".into(), retry_after_secs: 1 }
             }
             PoolError::Crashed(err) => ApiError::internal(err),
-        })?
-        .map_err(ApiError::internal)?;
+        })??;
     let new = NewKey {
         id: KeyId::new(),
         tenant_id: principal.tenant_id().clone(),

@@ -266,6 +266,8 @@ impl KeyVerifier {
             },
             PoolError::Crashed(err) => ApiError::internal(err),
         })?;
+        // A key that cannot be hashed is refused (500), never looked up: there is no digest of it.
+        let digest = digest.map_err(ApiError::internal)?;
         let read_started = Instant::now();
         let Some(record) = self.store.find_key_by_digest(&digest).await? else {
             self.stats.unknown.fetch_add(1, Ordering::Relaxed);

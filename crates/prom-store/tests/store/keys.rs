@@ -30,9 +30,9 @@ async fn inserted_key_reads_back_the_same_everywhere(store: SqlStore) {
 
     assert_eq!(store.get_key(owner.tenant_id(), &record.id).await.unwrap(), Some(record.clone()));
     assert_eq!(store.list_keys(owner.tenant_id()).await.unwrap(), vec![record.clone()]);
-    assert_eq!(store.find_key_by_digest(&hasher.digest(&plain)).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.find_key_by_digest(&hasher.digest(&plain).unwrap()).await.unwrap(), Some(record.clone()));
     let stranger = PlainKey::mint(Environment::Live);
-    assert_eq!(store.find_key_by_digest(&hasher.digest(&stranger)).await.unwrap(), None);
+    assert_eq!(store.find_key_by_digest(&hasher.digest(&stranger).unwrap()).await.unwrap(), None);
     assert_eq!(store.get_key(owner.tenant_id(), &KeyId::new()).await.unwrap(), None);
 
     let events = store.list_audit(owner.tenant_id(), &by_key(&record.id)).await.unwrap();
@@ -80,7 +80,7 @@ async fn revoke_is_idempotent(store: SqlStore) {
     let again = store.revoke_key(owner.tenant_id(), &key.id, shift(t0, 2_000), &owner.ctx()).await.unwrap();
     assert_eq!(again, revoked, "a second revocation changes nothing");
     assert_eq!(store.get_key(owner.tenant_id(), &key.id).await.unwrap(), Some(revoked.clone()));
-    assert_eq!(store.find_key_by_digest(&hasher.digest(&plain)).await.unwrap(), Some(revoked));
+    assert_eq!(store.find_key_by_digest(&hasher.digest(&plain).unwrap()).await.unwrap(), Some(revoked));
 
     let events = store.list_audit(owner.tenant_id(), &by_key(&key.id)).await.unwrap();
     assert_eq!(actions(&events), ["api_key.revoke", "api_key.create"]);
@@ -101,7 +101,7 @@ async fn delete_hides_the_key_but_digest_lookup_explains(store: SqlStore) {
 
     assert_eq!(store.get_key(owner.tenant_id(), &key.id).await.unwrap(), None);
     assert!(store.list_keys(owner.tenant_id()).await.unwrap().is_empty());
-    let found = store.find_key_by_digest(&hasher.digest(&plain)).await.unwrap().unwrap();
+    let found = store.find_key_by_digest(&hasher.digest(&plain).unwrap()).await.unwrap().unwrap();
     assert_eq!(found, deleted, "a presented deleted key is found, so the caller can say why it is refused");
     assert_eq!(found.status(Timestamp::now()), KeyStatus::Deleted);
 
@@ -110,7 +110,7 @@ async fn delete_hides_the_key_but_digest_lookup_explains(store: SqlStore) {
     assert!(matches!(second, Err(StoreError::NotFound)), "{second:?}");
     let revoke = store.revoke_key(owner.tenant_id(), &key.id, later, &owner.ctx()).await;
     assert!(matches!(revoke, Err(StoreError::NotFound)), "{revoke:?}");
-    let found = store.find_key_by_digest(&hasher.digest(&plain)).await.unwrap().unwrap();
+    let found = store.find_key_by_digest(&hasher.digest(&plain).unwrap()).await.unwrap().unwrap();
     assert_eq!(found.deleted_at, Some(deleted_at));
     assert_eq!(found.revoked_at, None);
 
@@ -126,13 +126,13 @@ async fn duplicate_digest_is_a_conflict(store: SqlStore) {
     let (plain, first) = insert_key(&store, &hasher, &owner, "first", t0).await;
 
     let (_, mut copy) = new_key(&hasher, &owner, "copy", shift(t0, 1_000));
-    copy.digest = hasher.digest(&plain);
+    copy.digest = hasher.digest(&plain).unwrap();
     let copy_id = copy.id.clone();
     let result = store.insert_key(copy, &owner.ctx()).await;
     assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
 
     assert_eq!(store.list_keys(owner.tenant_id()).await.unwrap(), vec![first.clone()]);
-    assert_eq!(store.find_key_by_digest(&hasher.digest(&plain)).await.unwrap(), Some(first));
+    assert_eq!(store.find_key_by_digest(&hasher.digest(&plain).unwrap()).await.unwrap(), Some(first));
     let events = store.list_audit(owner.tenant_id(), &by_key_and_action(&copy_id, AuditAction::ApiKeyCreate)).await;
     assert!(events.unwrap().is_empty(), "the refused key's audit row must roll back with it");
 }

@@ -27,8 +27,8 @@ async fn rotation_without_grace_expires_the_old_key_now(store: SqlStore) {
     assert_eq!(new.display(), new_plain.display());
 
     assert_eq!(store.get_key(owner.tenant_id(), &old.id).await.unwrap(), Some(old_after.clone()));
-    assert_eq!(store.find_key_by_digest(&hasher.digest(&old_plain)).await.unwrap(), Some(old_after.clone()));
-    assert_eq!(store.find_key_by_digest(&hasher.digest(&new_plain)).await.unwrap(), Some(new.clone()));
+    assert_eq!(store.find_key_by_digest(&hasher.digest(&old_plain).unwrap()).await.unwrap(), Some(old_after.clone()));
+    assert_eq!(store.find_key_by_digest(&hasher.digest(&new_plain).unwrap()).await.unwrap(), Some(new.clone()));
     assert_eq!(store.list_keys(owner.tenant_id()).await.unwrap(), vec![new.clone(), old_after]);
 
     let new_events = store.list_audit(owner.tenant_id(), &by_key(&new.id)).await.unwrap();

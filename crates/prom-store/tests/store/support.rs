@@ -149,7 +149,7 @@ pub fn new_key(hasher: &KeyHasher, owner: &Owner, label: &str, created_at: Times
         tenant_id: owner.tenant.id.clone(),
         label: Label::parse(label).expect("a valid label"),
         environment: plain.environment(),
-        digest: hasher.digest(&plain),
+        digest: hasher.digest(&plain).unwrap(),
         last4: plain.last4(),
         scopes: vec![Scope::AgentConnect],
         created_by: Some(owner.user.id.clone()),

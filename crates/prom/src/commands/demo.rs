@@ -105,7 +105,7 @@ pub async fn start(state: &AppState, gateway: SocketAddr) -> anyhow::Result<Demo
     let key = PlainKey::mint(state.config.environment);
     let hasher = state.hasher.clone();
     let text = key.expose().to_owned();
-    let digest = tokio::task::spawn_blocking(move || PlainKey::parse(&text).map(|k| hasher.digest(&k))).await??;
+    let digest = tokio::task::spawn_blocking(move || anyhow::Ok(hasher.digest(&PlainKey::parse(&text)?)?)).await??;
     store
         .insert_key(
             NewKey {
