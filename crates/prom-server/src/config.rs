@@ -17,18 +17,29 @@ pub struct ServerConfig {
     /// Threads that may run Argon2 at once; 0 picks one less than the number of cores (at least 1),
     /// so key hashing can never take every core away from requests with known keys.
     pub hashing_workers: usize,
-    /// Hash jobs allowed to wait for a worker before new ones are refused with `RATE_LIMITED`.
+    /// Key lookups allowed to wait for an Argon2 worker before new ones are refused with
+    /// `RATE_LIMITED`.
     pub hashing_queue: usize,
+    /// Sign-ins (and key creations) allowed to wait for an Argon2 worker: a queue of their own,
+    /// which key lookups cannot fill, and served first.
+    pub sign_in_hashing_queue: usize,
     /// How long a verified key is trusted from the cache before its state is re-read (seconds).
     /// Revocation on this node takes effect at once regardless; this bounds staleness elsewhere.
     pub key_cache_revalidate_secs: u64,
     /// Most keys kept in the verified-key cache.
     pub key_cache_max_entries: usize,
-    /// Unknown-key lookups a single client may burst before being throttled.
+    /// Unknown-key lookups a single client (an IPv4 address, or an IPv6 /64) may burst before
+    /// being throttled.
     pub unknown_key_burst: u32,
     /// Unknown-key lookups per second a single client regains.
     pub unknown_key_per_sec: f64,
-    /// Failed sign-ins a single client may burst before being throttled.
+    /// Unknown-key lookups all clients together may burst before every further one is throttled
+    /// (keys in the verified-key cache are unaffected).
+    pub unknown_key_global_burst: u32,
+    /// Unknown-key lookups per second all clients together regain.
+    pub unknown_key_global_per_sec: f64,
+    /// Failed sign-ins a single client (an IPv4 address, or an IPv6 /64) may burst before being
+    /// throttled.
     pub login_burst: u32,
     /// Failed sign-ins per second a single client regains.
     pub login_per_sec: f64,
@@ -77,10 +88,13 @@ impl Default for ServerConfig {
             password_kdf: KdfParams::default(),
             hashing_workers: 0,
             hashing_queue: 64,
+            sign_in_hashing_queue: 16,
             key_cache_revalidate_secs: 30,
             key_cache_max_entries: 100_000,
             unknown_key_burst: 20,
             unknown_key_per_sec: 2.0,
+            unknown_key_global_burst: 100,
+            unknown_key_global_per_sec: 20.0,
             login_burst: 10,
             login_per_sec: 0.5,
             session_ttl_secs: 12 * 3600,

@@ -99,6 +99,11 @@ impl prometheus_client::collector::Collector for AuthCollector {
             ("key_revalidations", "Cached keys re-read from the database by digest", &stats.revalidations),
             ("key_refusals", "Keys refused as unknown, revoked, deleted or expired", &stats.unknown),
             ("key_throttled", "Key lookups refused by the per-client unknown-key budget", &stats.throttled),
+            (
+                "key_throttled_globally",
+                "Key lookups refused by the unknown-key budget all clients share",
+                &stats.throttled_globally,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));

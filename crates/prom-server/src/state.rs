@@ -75,7 +75,8 @@ impl AppState {
         }
         let hasher = Arc::new(KeyHasher::new(stored, SecretSlice::from(salt))?);
         let passwords = Arc::new(PasswordHasherArgon2::new(config.password_kdf)?);
-        let pool = HashingPool::new(config.effective_hashing_workers(), config.hashing_queue);
+        let pool =
+            HashingPool::new(config.effective_hashing_workers(), config.hashing_queue, config.sign_in_hashing_queue);
         let usage = UsageRecorder::spawn(store.clone(), Duration::from_millis(config.usage_flush_ms));
         let verifier = Arc::new(KeyVerifier::new(
             store.clone(),
@@ -88,6 +89,8 @@ impl AppState {
                 max_entries: config.key_cache_max_entries,
                 unknown_key_burst: config.unknown_key_burst,
                 unknown_key_per_sec: config.unknown_key_per_sec,
+                unknown_key_global_burst: config.unknown_key_global_burst,
+                unknown_key_global_per_sec: config.unknown_key_global_per_sec,
             },
         ));
         let login_throttle = Arc::new(ClientThrottle::new(config.login_burst, config.login_per_sec));

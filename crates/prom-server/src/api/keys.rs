@@ -14,7 +14,7 @@ use prom_core::user::{Label, MAX_LABEL_CHARS};
 
 use super::views::{CreateKeyRequest, CreatedKeyView, KeyListView, KeyView, RotateKeyRequest, RotatedKeyView, scopes};
 use super::{ApiJson, OptionalJson};
-use crate::auth::pool::PoolError;
+use crate::auth::pool::{Lane, PoolError};
 use crate::auth::{ClientMeta, Principal, UserPrincipal};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -55,7 +55,7 @@ async fn mint(
     let text = key.expose().to_owned();
     let digest = state
         .pool
-        .run(move || {
+        .run(Lane::SignIn, move || {
             let digest = PlainKey::parse(&text).map_err(ApiError::internal).and_then(|key| {
                 // A key that cannot be hashed is never stored (it would have no usable digest).
                 hasher.digest(&key).map_err(ApiError::internal)

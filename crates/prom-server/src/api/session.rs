@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::ApiJson;
 use super::views::{LoginRequest, LoginResponse};
-use crate::auth::pool::PoolError;
+use crate::auth::pool::{Lane, PoolError};
 use crate::auth::{ClientMeta, Principal};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -41,8 +41,11 @@ pub async fn login(
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let passwords = state.passwords.clone();
     let password = Password::presented(request.password);
-    let matches =
-        state.pool.run(move || passwords.verify(&password, stored_hash.as_deref())).await.map_err(|err| match err {
+    let matches = state
+        .pool
+        .run(Lane::SignIn, move || passwords.verify(&password, stored_hash.as_deref()))
+        .await
+        .map_err(|err| match err {
             PoolError::Busy => {
                 ApiError::RateLimited { message: "the server is busy; retry in a moment".into(), retry_after_secs: 1 }
             }

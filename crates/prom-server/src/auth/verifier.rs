@@ -5,8 +5,9 @@
 //! verified keys — no database, no Argon2. The map is keyed by that hash, so its lookups reveal
 //! nothing about key material through timing.
 //!
-//! Cold path (a key not in the map): take a token from the client's unknown-key budget, compute
-//! the Argon2id digest on the bounded hashing pool, find the key by digest, and cache it if it is
+//! Cold path (a key not in the map): take a token from the client's unknown-key budget (a client
+//! is an IPv4 address or an IPv6 /64) and one from the budget all clients share, compute the
+//! Argon2id digest on the key-lookup lane of the bounded hashing pool, find the key by digest, and cache it if it is
 //! active. Refused keys (unknown, revoked, deleted, expired: none of these states can change back)
 //! go into a small negative map with the reason, so that repeating a bad key costs no more Argon2.
 //!
@@ -29,8 +30,8 @@ use prom_core::store::{KeyRecord, KeyStatus, Store};
 use prom_core::time::Timestamp;
 use prom_core::user::Label;
 
-use super::pool::{HashingPool, PoolError};
-use super::throttle::ClientThrottle;
+use super::pool::{HashingPool, Lane, PoolError};
+use super::throttle::{ClientThrottle, SharedBudget};
 use crate::error::ApiError;
 use crate::usage::UsageRecorder;
 
@@ -91,6 +92,8 @@ pub struct VerifierStats {
     pub revalidations: AtomicU64,
     pub unknown: AtomicU64,
     pub throttled: AtomicU64,
+    /// Refused by the budget all clients share, not by their own.
+    pub throttled_globally: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -100,6 +103,8 @@ pub struct VerifierSettings {
     pub max_entries: usize,
     pub unknown_key_burst: u32,
     pub unknown_key_per_sec: f64,
+    pub unknown_key_global_burst: u32,
+    pub unknown_key_global_per_sec: f64,
 }
 
 #[derive(Debug)]
@@ -116,6 +121,9 @@ pub struct KeyVerifier {
     /// started before that instant must not put what it read into the cache.
     tombstones: DashMap<KeyId, Instant>,
     throttle: ClientThrottle,
+    /// What all clients together may spend on keys that turn out unknown: a flood spread over
+    /// many networks gets no more Argon2 than this.
+    global: SharedBudget,
     /// One cold lookup per presented key at a time: concurrent requests with the same key (an
     /// agent's burst after a restart) wait for the first one's answer instead of each queueing
     /// an Argon2 job.
@@ -134,6 +142,7 @@ impl KeyVerifier {
         let mut cache_secret = [0u8; 32];
         crate::fill_random(&mut cache_secret);
         let throttle = ClientThrottle::new(settings.unknown_key_burst, settings.unknown_key_per_sec);
+        let global = SharedBudget::new(settings.unknown_key_global_burst, settings.unknown_key_global_per_sec);
         Self {
             store,
             hasher,
@@ -145,6 +154,7 @@ impl KeyVerifier {
             refused: DashMap::new(),
             tombstones: DashMap::new(),
             throttle,
+            global,
             inflight: DashMap::new(),
             stats: VerifierStats::default(),
         }
@@ -257,9 +267,19 @@ impl KeyVerifier {
             self.stats.unknown.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::TokenInvalid(message.to_string()));
         }
+        // Only Argon2 costs the shared budget: a refusal remembered above costs nothing.
+        if let Err(retry_after_secs) = self.global.take() {
+            self.stats.throttled_globally.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::RateLimited {
+                message: "too many requests with unknown API keys reach this server right now; keys already in \
+                          use are unaffected, retry later"
+                    .into(),
+                retry_after_secs,
+            });
+        }
         self.stats.cold_lookups.fetch_add(1, Ordering::Relaxed);
         let hasher = self.hasher.clone();
-        let digest = self.pool.run(move || hasher.digest(&key)).await.map_err(|err| match err {
+        let digest = self.pool.run(Lane::KeyLookup, move || hasher.digest(&key)).await.map_err(|err| match err {
             PoolError::Busy => ApiError::RateLimited {
                 message: "the server is busy checking API keys; retry in a moment".into(),
                 retry_after_secs: 1,
@@ -276,6 +296,7 @@ impl KeyVerifier {
         let principal =
             self.admit(&record, digest, cache_key, now, read_started).map_err(|err| self.refuse(cache_key, err))?;
         self.throttle.refund(client);
+        self.global.refund();
         Ok(principal)
     }
 

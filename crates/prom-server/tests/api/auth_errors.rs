@@ -2,11 +2,20 @@
 //! versus `TOKEN_INVALID` with a message that says which problem it is — without ever echoing the
 //! key — plus `FORBIDDEN` for the wrong kind of credential and the unknown-key throttle.
 
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prom_core::access::Role;
+use prom_core::kdf::KdfParams;
 use prom_core::key::{Environment, PlainKey};
+use prom_server::error::ApiError;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
-use crate::support::{Cred, TestApp, assert_no_key_material, expect_error};
+use crate::support::{Cred, PASSWORD, TestApp, assert_no_key_material, expect_error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_is_token_missing() {
@@ -151,4 +160,143 @@ async fn a_flood_of_unknown_keys_is_throttled_without_slowing_known_keys() {
         let (status, body) = app.whoami(&known).await;
         assert_eq!(status, StatusCode::OK, "a known key was throttled: {body}");
     }
+}
+
+/// Argon2id slow enough (a few milliseconds a hash) that a flood keeps the pool busy.
+const SLOW_KDF: KdfParams = KdfParams { m_cost_kib: 4096, t_cost: 2, p_cost: 1 };
+
+/// An address in the IPv6 network `2001:db8:0:<net>::/64`. The test server only ever sees
+/// 127.0.0.1, so floods from other addresses are driven through the verifier, which is where the
+/// extractor hands it the client's address.
+fn ipv6(net: u16, host: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, net, host, host, host, host))
+}
+
+async fn sign_in(app: &TestApp) -> (StatusCode, serde_json::Value) {
+    app.client
+        .post("/v1/auth/login", Cred::None, Some(&json!({ "email": "owner@acme.example", "password": PASSWORD })))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_succeed_while_unknown_keys_flood_from_one_ipv6_network() {
+    let app = TestApp::spawn_with(|config| {
+        config.key_kdf = SLOW_KDF;
+        config.hashing_workers = 1;
+        config.hashing_queue = 2;
+        config.unknown_key_burst = 3;
+        config.unknown_key_per_sec = 0.001;
+    })
+    .await;
+    app.provision("acme", "owner@acme.example", Role::Owner).await;
+
+    // 200 unknown keys at once, each from another address of one /64.
+    let flood: Vec<_> = (1..=200)
+        .map(|host| {
+            let verifier = app.state.verifier.clone();
+            tokio::spawn(async move {
+                let key = PlainKey::mint(Environment::Live);
+                verifier.verify(key.expose(), ipv6(7, host)).await
+            })
+        })
+        .collect();
+    for attempt in 1..=5 {
+        let (status, body) = sign_in(&app).await;
+        assert_eq!(status, StatusCode::OK, "sign-in {attempt} during the flood: {body}");
+    }
+    let (mut unknown, mut throttled) = (0, 0);
+    for result in flood {
+        match result.await.expect("the lookup task") {
+            Err(ApiError::TokenInvalid(_)) => unknown += 1,
+            Err(ApiError::RateLimited { message, .. }) if message.contains("from this address") => throttled += 1,
+            other => panic!("unexpected answer to an unknown key: {other:?}"),
+        }
+    }
+    // The /64 is one client: its burst of three was hashed, everything else refused unhashed.
+    assert_eq!((unknown, throttled), (3, 197));
+    assert_eq!(app.state.verifier.stats.cold_lookups.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_that_fills_the_key_lookup_queue_never_refuses_sign_ins() {
+    let app = TestApp::spawn_with(|config| {
+        config.key_kdf = SLOW_KDF;
+        config.hashing_workers = 1;
+        config.hashing_queue = 2;
+    })
+    .await;
+    app.provision("acme", "owner@acme.example", Role::Owner).await;
+
+    // Sixteen clients, each from networks of its own, send unknown keys until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicU64::new(0));
+    let flood: Vec<_> = (0..16u16)
+        .map(|client| {
+            let (verifier, stop, busy) = (app.state.verifier.clone(), stop.clone(), busy.clone());
+            tokio::spawn(async move {
+                let mut host = 0u16;
+                while !stop.load(Ordering::Relaxed) {
+                    host = host.wrapping_add(1);
+                    let key = PlainKey::mint(Environment::Live);
+                    match verifier.verify(key.expose(), ipv6(client, host)).await {
+                        Err(ApiError::RateLimited { message, .. }) if message.contains("busy") => {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        Err(ApiError::TokenInvalid(_)) => {}
+                        other => panic!("unexpected answer to an unknown key: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    // The key-lookup queue is full before the first sign-in...
+    while busy.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let busy_before = busy.load(Ordering::Relaxed);
+    for attempt in 1..=5 {
+        let (status, body) = sign_in(&app).await;
+        assert_eq!(status, StatusCode::OK, "sign-in {attempt} during the flood: {body}");
+    }
+    let busy_after = busy.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for task in flood {
+        task.await.expect("a flood task");
+    }
+    // ...and stayed full while the sign-ins went through.
+    assert!(busy_after > busy_before, "the flood stopped filling the key-lookup queue during the sign-ins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_keys_from_many_networks_share_one_budget() {
+    let app = TestApp::spawn_with(|config| {
+        config.unknown_key_global_burst = 3;
+        config.unknown_key_global_per_sec = 0.001;
+    })
+    .await;
+    let owner = app.with_owner("acme").await;
+    let (_, known) = owner.create_key("known").await;
+    assert_eq!(app.whoami(&known).await.0, StatusCode::OK);
+
+    let verifier = &app.state.verifier;
+    let lookups_before = verifier.stats.cold_lookups.load(Ordering::Relaxed);
+    for net in 1..=3 {
+        let key = PlainKey::mint(Environment::Live);
+        let refused = verifier.verify(key.expose(), ipv6(net, 1)).await;
+        assert!(matches!(refused, Err(ApiError::TokenInvalid(_))), "network {net}: {refused:?}");
+    }
+    // A fourth network has its own budget left, but the server's is spent.
+    let key = PlainKey::mint(Environment::Live);
+    match verifier.verify(key.expose(), ipv6(4, 1)).await {
+        Err(ApiError::RateLimited { message, retry_after_secs }) => {
+            assert!(message.contains("unknown API keys reach this server"), "{message}");
+            assert!(retry_after_secs >= 1);
+        }
+        other => panic!("a fourth unknown key was looked up: {other:?}"),
+    }
+    assert_eq!(verifier.stats.cold_lookups.load(Ordering::Relaxed), lookups_before + 3, "the fourth was hashed");
+    // Keys in use are unaffected.
+    let (status, body) = app.whoami(&known).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -53,6 +53,8 @@ pub fn test_config() -> ServerConfig {
         password_kdf: FAST_KDF,
         unknown_key_burst: 1000,
         unknown_key_per_sec: 1000.0,
+        unknown_key_global_burst: 100_000,
+        unknown_key_global_per_sec: 100_000.0,
         login_burst: 1000,
         login_per_sec: 1000.0,
         ..ServerConfig::default()
