@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 mod logging;
 pub mod metrics;
+pub mod redact;
 pub mod settlement;
 pub mod state;
 pub mod usage;

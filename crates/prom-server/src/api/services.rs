@@ -3,8 +3,9 @@
 //!
 //! Anyone authenticated may browse, agents included: they need the list to find what to connect
 //! to. Only owners and admins of the publishing tenant change a service; to every other tenant its
-//! slug is "not found" for changes. The upstream is shown only to signed-in members of the
-//! publishing tenant, since URLs and stdio environments may hold the provider's credentials.
+//! slug is "not found" for changes. The upstream is shown only to signed-in owners and admins of
+//! the publishing tenant, and masked (userinfo, query values, environment values), since URLs and
+//! stdio environments may hold the provider's credentials.
 //! A stdio upstream is a program this host runs, so only commands the operator listed in
 //! `stdio_upstream_commands` are accepted.
 
@@ -199,9 +200,11 @@ async fn view_for(state: &AppState, principal: &Principal, record: &ServiceRecor
 fn view(principal: &Principal, record: &ServiceRecord, publishers: &HashMap<TenantId, String>) -> ServiceView {
     let publisher = publishers.get(&record.tenant_id).map_or("", String::as_str);
     // Agents, even the publisher's own, go through the gateway and never need the upstream; showing
-    // it to them would hand an agent the provider's credentials and a way around metering.
-    let publishers_user = matches!(principal, Principal::User(_)) && &record.tenant_id == principal.tenant_id();
-    ServiceView::of(record, publisher, publishers_user)
+    // it to them would hand an agent the provider's credentials and a way around metering. Members
+    // cannot change the service, so they have no need of it either.
+    let manages_it = matches!(principal, Principal::User(user) if user.session.role.includes(Role::Admin))
+        && &record.tenant_id == principal.tenant_id();
+    ServiceView::of(record, publisher, manages_it)
 }
 
 /// Publishes a service of the caller's tenant at `/mcp/{slug}`.

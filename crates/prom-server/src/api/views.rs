@@ -11,6 +11,8 @@ use prom_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::redact;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
@@ -270,8 +272,10 @@ pub struct ServiceView {
     pub mcp_path: String,
     pub created_at: String,
     pub updated_at: String,
-    /// Shown only to signed-in members of the publishing tenant (not to agents, not to other
-    /// tenants): URLs and stdio environments may hold credentials.
+    /// Shown only to signed-in owners and admins of the publishing tenant (not to its members,
+    /// agents or other tenants), and masked even then: URLs and stdio environments may hold
+    /// credentials, so userinfo, query values and environment values read `***`. A change of
+    /// upstream sends it whole again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSpec>,
 }
@@ -282,19 +286,23 @@ pub struct ServiceListView {
 }
 
 impl UpstreamSpec {
-    pub fn of(upstream: &Upstream) -> Self {
+    /// `upstream` with its secrets masked (see [`crate::redact`]): what a view may show.
+    pub fn masked(upstream: &Upstream) -> Self {
         match upstream {
-            Upstream::Http { url } => Self { url: Some(url.clone()), ..Self::default() },
-            Upstream::Stdio { command, args, env } => {
-                Self { url: None, command: Some(command.clone()), args: Some(args.clone()), env: Some(env.clone()) }
-            }
+            Upstream::Http { url } => Self { url: Some(redact::url_for_view(url)), ..Self::default() },
+            Upstream::Stdio { command, args, env } => Self {
+                url: None,
+                command: Some(command.clone()),
+                args: Some(args.clone()),
+                env: Some(env.keys().map(|name| (name.clone(), redact::MASK.to_owned())).collect()),
+            },
         }
     }
 }
 
 impl ServiceView {
-    /// The view of `record` published by the tenant `publisher`; `with_upstream` only for that
-    /// tenant's signed-in members.
+    /// The view of `record` published by the tenant `publisher`; `with_upstream` (masked) only for
+    /// that tenant's signed-in owners and admins.
     pub fn of(record: &ServiceRecord, publisher: &str, with_upstream: bool) -> Self {
         Self {
             slug: record.slug.to_string(),
@@ -306,7 +314,7 @@ impl ServiceView {
             mcp_path: format!("/mcp/{}", record.slug),
             created_at: record.created_at.to_string(),
             updated_at: record.updated_at.to_string(),
-            upstream: with_upstream.then(|| UpstreamSpec::of(&record.upstream)),
+            upstream: with_upstream.then(|| UpstreamSpec::masked(&record.upstream)),
         }
     }
 }

@@ -379,7 +379,7 @@ async fn forward(
         Ok(Err(err)) => {
             let kind = if err.is_connect() { "connect" } else { "request" };
             gateway.metrics.upstream_error(service_name, kind);
-            tracing::warn!(service = service_name, error = %err, "upstream request failed");
+            tracing::warn!(service = service_name, error = %crate::redact::upstream_error(err), "upstream request failed");
             gateway.fail(awaiting, Outcome::UpstreamError).await;
             return Err(ApiError::UpstreamUnavailable(format!(
                 "the service {service_name} cannot be reached right now ({kind} failed); try again later"

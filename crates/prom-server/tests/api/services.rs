@@ -37,7 +37,7 @@ fn public_view(publisher: &str, prices: Value) -> Value {
 
 fn publisher_view(publisher: &str, prices: Value) -> Value {
     let mut view = public_view(publisher, prices);
-    view["upstream"] = json!({ "url": "https://weather.example/mcp?token=upstream-secret" });
+    view["upstream"] = json!({ "url": "https://weather.example/mcp?token=***" });
     view
 }
 
@@ -92,7 +92,8 @@ async fn admins_publish_members_and_agents_cannot() {
     expect_error(&patch, StatusCode::FORBIDDEN, "FORBIDDEN");
     expect_error(&app.client.delete(WEATHER, agent).await, StatusCode::FORBIDDEN, "FORBIDDEN");
 
-    // Everyone may browse; members of the publishing tenant see the upstream, agents never do.
+    // Everyone may browse; owners and admins of the publishing tenant see the (masked) upstream,
+    // members and agents never do.
     let (status, listed) = app.client.get("/v1/services", agent).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     let services = listed["services"].as_array().cloned().unwrap_or_default();
@@ -104,6 +105,9 @@ async fn admins_publish_members_and_agents_cannot() {
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(without_times(read), public_view("acme", json!({ "search": "250" })));
     let (status, read) = member.get(WEATHER).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(without_times(read), public_view("acme", json!({ "search": "250" })));
+    let (status, read) = admin.get(WEATHER).await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(without_times(read), publisher_view("acme", json!({ "search": "250" })));
 
@@ -278,13 +282,14 @@ async fn stdio_upstreams_are_refused_unless_the_operator_allows_the_command() {
     owner.create_service("weather", json!({})).await;
     let patch = owner.patch(WEATHER, json!({ "upstream": stdio })).await;
     assert_eq!(expect_error(&patch, StatusCode::FORBIDDEN, "FORBIDDEN"), refused);
-    assert_eq!(owner.get(WEATHER).await.1["upstream"]["url"], "https://weather.example/mcp?token=upstream-secret");
+    assert_eq!(owner.get(WEATHER).await.1["upstream"]["url"], "https://weather.example/mcp?token=***");
 
     let app = TestApp::spawn_with(|config| config.stdio_upstream_commands = vec!["demo-mcp".into()]).await;
     let owner = app.with_owner("acme").await;
     let (status, created) = owner.post("/v1/services", body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["upstream"], stdio);
+    let masked = json!({ "command": "demo-mcp", "args": ["--stdio"], "env": { "DEMO_TOKEN": "***" } });
+    assert_eq!(created["upstream"], masked, "environment values are masked");
     let (status, minimal) = owner
         .post("/v1/services", json!({ "slug": "bare", "name": "Bare", "upstream": { "command": "demo-mcp" } }))
         .await;
@@ -378,4 +383,36 @@ async fn the_openapi_document_describes_the_services_endpoints() {
         assert!(paths["/v1/services/{slug}"][method].is_object(), "{method} /v1/services/{{slug}} in {paths}");
     }
     assert!(document["components"]["schemas"]["ServiceView"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_owners_and_admins_see_the_upstream_and_its_secrets_are_masked() {
+    let app = TestApp::spawn().await;
+    let owner = app.with_owner("acme").await;
+    let admin = app.with_user("acme", "admin@acme.example", Role::Admin).await;
+    let member = app.with_user("acme", "member@acme.example", Role::Member).await;
+    let mut body = service_body("weather", json!({}));
+    body["upstream"] = json!({ "url": "https://svc:hunter2@weather.example/mcp?token=upstream-secret&region=eu" });
+    let (status, created) = owner.post("/v1/services", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let masked = json!({ "url": "https://***:***@weather.example/mcp?token=***&region=***" });
+    for (who, user) in [("owner", &owner), ("admin", &admin)] {
+        let (status, read) = user.get(WEATHER).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        assert_eq!(read["upstream"], masked, "{who}");
+        assert_eq!(services_seen_by(user).await[0]["upstream"], masked, "{who}");
+    }
+    assert_eq!(created["upstream"], masked, "the create answer too");
+
+    let (status, read) = member.get(WEATHER).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert!(read.get("upstream").is_none(), "a member sees no upstream: {read}");
+    let listed = services_seen_by(&member).await;
+    assert!(listed[0].get("upstream").is_none(), "{listed:?}");
+    for secret in ["upstream-secret", "hunter2"] {
+        for text in [read.to_string(), format!("{listed:?}"), created.to_string()] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+    }
 }
