@@ -1,7 +1,8 @@
 //! `GET /metrics` in the Prometheus/OpenMetrics text format: gateway requests by service, method
 //! and outcome, latency histograms per service, upstream errors, key verification (cache hits,
 //! cold lookups, refusals, throttling), the Argon2 pool and dropped usage notes. Key ids and
-//! service slugs may be labels; key material never is.
+//! service slugs may be labels; key material never is. Every label has a bounded set of values:
+//! a method label is a known MCP method or `other` ([`method_label`]), whatever agents send.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +20,53 @@ use prometheus_client::registry::Registry;
 use crate::auth::verifier::KeyVerifier;
 use crate::state::AppState;
 use crate::usage::UsageRecorder;
+
+/// The MCP methods (requests and notifications, both directions) that get a label of their own.
+const KNOWN_METHODS: [&str; 31] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/roots/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/resources/updated",
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/elicitation/complete",
+    "notifications/tasks/status",
+];
+
+/// The metric label of a JSON-RPC method: the method itself if MCP defines it, else
+/// `notifications/other` or `other`. Agents choose method names, and every distinct label value
+/// is a time series kept until the process ends.
+pub fn method_label(method: &str) -> &'static str {
+    match KNOWN_METHODS.iter().find(|known| **known == method) {
+        Some(known) => known,
+        // Other notifications are one label, not one per name.
+        None if method.starts_with("notifications/") => "notifications/other",
+        None => "other",
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -139,4 +187,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.gateway.metrics.encode(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_known_methods_or_other() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("resources/templates/list"), "resources/templates/list");
+        assert_eq!(method_label("notifications/progress"), "notifications/progress");
+        assert_eq!(method_label("notifications/made-up"), "notifications/other");
+        assert_eq!(method_label(&"x".repeat(250_000)), "other");
+        assert_eq!(method_label("tools/call "), "other");
+        assert_eq!(method_label(""), "other");
+    }
 }

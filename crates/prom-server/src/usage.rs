@@ -26,6 +26,10 @@ const CHANNEL_CAPACITY: usize = 100_000;
 /// 2,000 a busy gateway's usage writes stalled paid calls by tens of milliseconds (p99).
 const MAX_BATCH: usize = 500;
 const MINUTE_MS: i64 = 60_000;
+/// Longest method or tool name stored (bytes): agents choose them, and a request may be megabytes.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Most distinct tools an `api_key.use` row lists; the rest are counted in `tools_omitted`.
+pub const MAX_TOOLS_PER_USE_ROW: usize = 32;
 
 /// Who used a key, for its `api_key.use` row.
 #[derive(Clone, Debug)]
@@ -88,8 +92,13 @@ impl UsageRecorder {
         self.send(Note::Touched(key, at));
     }
 
-    /// Notes one JSON-RPC request through the gateway. Never waits.
-    pub fn record_event(&self, event: UsageEvent, user: KeyUser) {
+    /// Notes one JSON-RPC request through the gateway, its method and tool names cut to
+    /// [`MAX_NAME_BYTES`]. Never waits.
+    pub fn record_event(&self, mut event: UsageEvent, user: KeyUser) {
+        truncate_name(&mut event.method);
+        if let Some(tool) = &mut event.tool {
+            truncate_name(tool);
+        }
         self.send(Note::Used(Box::new((event, user))));
     }
 
@@ -114,7 +123,10 @@ struct MinuteOfUse {
     user: KeyUser,
     requests: u64,
     services: BTreeSet<String>,
+    /// At most [`MAX_TOOLS_PER_USE_ROW`].
     tools: BTreeSet<String>,
+    /// Distinct tools beyond those (an upper bound: a tool seen twice may count twice).
+    tools_omitted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -171,15 +183,30 @@ fn take_notes(inbox: &Mutex<Vec<Note>>, pending: &mut Pending) {
                     requests: 0,
                     services: BTreeSet::new(),
                     tools: BTreeSet::new(),
+                    tools_omitted: 0,
                 });
                 entry.requests += 1;
                 entry.services.insert(event.service.to_string());
-                if let Some(tool) = &event.tool {
-                    entry.tools.insert(tool.clone());
+                if let Some(tool) = &event.tool
+                    && !entry.tools.contains(tool)
+                {
+                    if entry.tools.len() < MAX_TOOLS_PER_USE_ROW {
+                        entry.tools.insert(tool.clone());
+                    } else {
+                        entry.tools_omitted += 1;
+                    }
                 }
                 pending.events.push(event);
             }
         }
+    }
+}
+
+/// Cuts `name` to at most [`MAX_NAME_BYTES`], on a character boundary.
+fn truncate_name(name: &mut String) {
+    if name.len() > MAX_NAME_BYTES {
+        let end = (0..=MAX_NAME_BYTES).rev().find(|at| name.is_char_boundary(*at)).unwrap_or(0);
+        name.truncate(end);
     }
 }
 
@@ -240,6 +267,25 @@ fn use_event(minute: &MinuteOfUse, minute_index: i64) -> NewAuditEvent {
             "requests": minute.requests,
             "services": minute.services,
             "tools": minute.tools,
+            "tools_omitted": minute.tools_omitted,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_on_a_character_boundary() {
+        let mut long = "é".repeat(200);
+        truncate_name(&mut long);
+        assert_eq!(long, "é".repeat(64));
+        let mut odd = format!("a{}", "é".repeat(200));
+        truncate_name(&mut odd);
+        assert_eq!(odd.len(), 127, "the cut falls back to the last boundary");
+        let mut short = "tools/call".to_owned();
+        truncate_name(&mut short);
+        assert_eq!(short, "tools/call");
     }
 }

@@ -180,7 +180,7 @@ impl Watch {
             .requests
             .get_or_create(&RequestLabels {
                 service: service.clone(),
-                method: self.method.clone(),
+                method: crate::metrics::method_label(&self.method).to_owned(),
                 outcome: outcome.as_str().to_owned(),
             })
             .inc();

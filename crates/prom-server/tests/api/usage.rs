@@ -234,3 +234,63 @@ async fn the_openapi_document_describes_usage_and_allowances() {
         assert!(path.is_object(), "{method} /v1/services/{{slug}}/allowance");
     }
 }
+
+/// `/metrics` as text.
+async fn metrics_text(app: &TestApp) -> String {
+    let response =
+        app.client.request(reqwest::Method::GET, "/metrics", Cred::None).send().await.expect("/metrics answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("the metrics text")
+}
+
+/// Sends `message` to `/mcp/free` and reads the answer whole, whatever it is.
+async fn send(app: &TestApp, key: &str, message: &Value) {
+    let response = mcp_post(app, "free", Cred::ApiKey(key), message, &[]).await;
+    response.bytes().await.expect("the gateway's answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_method_and_tool_names_leave_metrics_and_usage_bounded() {
+    let app = TestApp::spawn().await;
+    let owner = app.with_owner("acme").await;
+    let (url, _) = spawn_upstream().await;
+    register_priced(&app, &owner, "free", &url, &[]).await;
+    let (_, key) = owner.create_key("agent").await;
+    let huge = "m".repeat(250_000);
+
+    send(&app, &key, &json!({"jsonrpc":"2.0","id":0,"method":format!("warm-up{huge}")})).await;
+    let before = metrics_text(&app).await;
+    for id in 1..=40 {
+        send(&app, &key, &json!({"jsonrpc":"2.0","id":id,"method":format!("{id:02}{huge}")})).await;
+    }
+    let after = metrics_text(&app).await;
+    // Forty more requests change a few counters' digits, never the set of series.
+    assert!(after.len().abs_diff(before.len()) < 256, "/metrics grew from {} to {} bytes", before.len(), after.len());
+    assert!(after.contains(r#"method="other""#), "{after}");
+    assert!(!after.contains("mmmmmmmm"), "a method name became a label");
+
+    for id in 41..=80 {
+        let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":format!("{id:02}{huge}"),"arguments":{}}});
+        send(&app, &key, &call).await;
+    }
+    for _ in 0..50 {
+        app.flush_usage().await;
+        if usage(&owner, "").await["calls"] == 81 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let by_tool = usage(&owner, "?group_by=tool").await;
+    assert_eq!(by_tool["calls"], 81);
+    let tools: Vec<&str> = rows(&by_tool).iter().filter_map(|row| row["tool"].as_str()).collect();
+    assert_eq!(tools.len(), 40, "forty distinct tools, each cut to its first 128 bytes");
+    assert!(tools.iter().all(|tool| tool.len() == 128), "tool names are stored cut to 128 bytes");
+
+    let uses = owner.audit("?action=api_key.use").await;
+    let listed: usize = uses.iter().map(|row| row["details"]["tools"].as_array().map_or(0, Vec::len)).sum();
+    let omitted: u64 = uses.iter().map(|row| row["details"]["tools_omitted"].as_u64().unwrap_or(0)).sum();
+    assert!(uses.iter().all(|row| row["details"]["tools"].as_array().map_or(0, Vec::len) <= 32), "{uses:?}");
+    assert_eq!(listed as u64 + omitted, 40, "every tool is listed or counted");
+    let size = serde_json::to_string(&uses).expect("JSON").len();
+    assert!(size < 40 * 1024, "the api_key.use rows hold {size} bytes");
+}
