@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod budget;
 pub mod charge;
 pub mod id;
 pub mod kdf;

@@ -299,14 +299,19 @@ pub trait UsageStore: Send + Sync {
 pub trait ChargeStore: Send + Sync {
     /// The tenant's budget for a service (an empty one when nothing was ever approved).
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget>;
-    /// Records the allowance the tenant approved on the ledger (what new holds may draw on), and
-    /// `audit` (the `allowance.approve` row) in the same transaction.
+    /// Records the allowance the tenant approved on the ledger (what new holds may draw on), with
+    /// what the ledger can pay for it (`ledger_cap`, see [`Budget::ledger_cap`]; `None`: not
+    /// known), and `audit` (the `allowance.approve` row) in the same transaction. What is held and
+    /// unsettled stays: it is owed, whatever the new amount.
+    ///
+    /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
     async fn set_approved(
         &self,
         tenant: &TenantId,
         service: &ServiceSlug,
         approved: crate::money::Amount,
         expires_at: Option<Timestamp>,
+        ledger_cap: Option<crate::money::Amount>,
         audit: Option<&NewAuditEvent>,
     ) -> StoreResult<Budget>;
     /// Sets (or, with `None`, clears) the budget's ceiling: new holds keep held + unsettled within
@@ -388,9 +393,14 @@ pub trait ChargeStore: Send + Sync {
     /// Releases holds placed before `before` that were never captured or released: their requests
     /// died with a previous process. Returns how many were released.
     async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64>;
-    /// Lowers what a budget may still commit to what the ledger can actually pay (`cap` is the
-    /// smaller of the ledger allowance and the wallet balance): a user who lowered the allowance or
-    /// emptied the wallet stops new holds at once.
+    /// Records what the ledger can still pay for the budget (`cap`: the ledger allowance left and
+    /// the wallet balance, the smaller, less the fee of the transfer that pays it) as its
+    /// [`Budget::ledger_cap`], raised or lowered — unless a settlement batch of the budget is
+    /// pending (the ledger may have applied it already). What was approved is never changed: a
+    /// user who lowered the allowance or emptied the wallet elsewhere stops new holds at once, and
+    /// one who funds the wallet again resumes them.
+    ///
+    /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
     async fn cap_budget(
         &self,
         tenant: &TenantId,

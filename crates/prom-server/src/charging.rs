@@ -20,7 +20,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
+use prom_core::charge::{
+    Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, HoldEnd, HoldOutcome, MoneyError, NewCharge,
+    ResolvedCharge,
+};
 use prom_core::id::{ChargeId, TenantId};
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
@@ -228,16 +231,13 @@ impl BookState {
         let Some(budget) = self.budgets.get_mut(key) else {
             return Err(Arc::new(StoreError::Corrupt("a hold on a budget that is not loaded".into())));
         };
-        let available = budget.available(now, margins);
-        if charge.amount > available {
-            return Ok(ChargeOpResult::Refused { available, expiring: budget.expiring(now, margins) });
+        match budget.hold(charge.amount, now, margins).map_err(corrupt)? {
+            HoldOutcome::Refused { available, expiring } => Ok(ChargeOpResult::Refused { available, expiring }),
+            HoldOutcome::Held => {
+                self.holds.insert(charge.id.clone(), charge);
+                Ok(ChargeOpResult::Held)
+            }
         }
-        budget.held = budget
-            .held
-            .checked_add(charge.amount)
-            .ok_or_else(|| Arc::new(StoreError::Corrupt("a budget's holds overflowed".into())))?;
-        self.holds.insert(charge.id.clone(), charge);
-        Ok(ChargeOpResult::Held)
     }
 
     fn held_of(&self, key: &BudgetKey) -> Amount {
@@ -381,7 +381,12 @@ impl MemoryBook {
                 return Err(Arc::new(err));
             }
         };
-        budget.unsettled = budget.unsettled.checked_add(captured_of(key, ended)).unwrap_or(Amount::new(u128::MAX));
+        if let Err(err) = captured_of(key, ended).and_then(|captured| budget.add_unsettled(captured)) {
+            if let Some(old) = old {
+                state.budgets.insert(key.clone(), old);
+            }
+            return Err(corrupt(err));
+        }
         // Holds end only on this task, and none were placed while the budget was out.
         budget.held = old.map_or(Amount::ZERO, |old| old.held);
         state.budgets.insert(key.clone(), budget.clone());
@@ -414,16 +419,21 @@ impl MemoryBook {
             return;
         };
         let key = (charge.tenant_id.clone(), charge.service.clone());
-        let expired = state == ChargeState::Captured
-            && book.budgets.get(&key).is_some_and(|budget| !budget.may_capture(now, self.margins));
-        let state = if expired { ChargeState::Released } else { state };
-        if let Some(budget) = book.budgets.get_mut(&key) {
-            budget.held = budget.held.checked_sub(charge.amount).unwrap_or(Amount::ZERO);
-            if state == ChargeState::Captured {
-                budget.unsettled = budget.unsettled.checked_add(charge.amount).unwrap_or(Amount::new(u128::MAX));
-            }
-        }
+        let ended = match book.budgets.get_mut(&key) {
+            Some(budget) => budget.end_hold(charge.amount, state == ChargeState::Captured, now, self.margins),
+            None => Err(MoneyError("a hold's budget is not loaded")),
+        };
         drop(book);
+        let (state, expired) = match ended {
+            Ok(HoldEnd::Captured) => (ChargeState::Captured, false),
+            Ok(HoldEnd::Released) => (ChargeState::Released, false),
+            Ok(HoldEnd::Expired) => (ChargeState::Released, true),
+            Err(err) => {
+                tracing::error!(error = %err, "a hold could not be ended; its result is withheld");
+                let _ = reply.send(Err(corrupt(err)));
+                return;
+            }
+        };
         let reply = if expired {
             let _ = reply.send(Ok(ChargeOpResult::Expired));
             oneshot::channel().0
@@ -472,9 +482,13 @@ impl MemoryBook {
                 for mut budget in after {
                     let key = (budget.tenant_id.clone(), budget.service.clone());
                     budget.held = book.held_of(&key);
-                    budget.unsettled =
-                        budget.unsettled.checked_add(captured_of(&key, pending)).unwrap_or(Amount::new(u128::MAX));
-                    book.budgets.insert(key, budget);
+                    match captured_of(&key, pending).and_then(|captured| budget.add_unsettled(captured)) {
+                        Ok(()) => {
+                            book.budgets.insert(key, budget);
+                        }
+                        // The loaded budget stays as it was; the next re-read corrects it.
+                        Err(err) => tracing::error!(error = %err, "a written budget does not add up"),
+                    }
                 }
                 drop(book);
                 for reply in replies {
@@ -488,9 +502,10 @@ impl MemoryBook {
                 for ended in &charges {
                     if ended.state == ChargeState::Captured {
                         let key = (ended.charge.tenant_id.clone(), ended.charge.service.clone());
-                        if let Some(budget) = book.budgets.get_mut(&key) {
-                            budget.unsettled =
-                                budget.unsettled.checked_sub(ended.charge.amount).unwrap_or(Amount::ZERO);
+                        if let Some(budget) = book.budgets.get_mut(&key)
+                            && let Err(err) = budget.remove_unsettled(ended.charge.amount)
+                        {
+                            tracing::error!(error = %err, "a capture that was not written cannot be taken back");
                         }
                     }
                 }
@@ -505,11 +520,18 @@ impl MemoryBook {
 }
 
 /// What the not-yet-written captures among `ended` add to one budget.
-fn captured_of(key: &BudgetKey, ended: &[(ResolvedCharge, Reply)]) -> Amount {
+fn captured_of(key: &BudgetKey, ended: &[(ResolvedCharge, Reply)]) -> Result<Amount, MoneyError> {
     ended
         .iter()
         .filter(|(c, _)| c.state == ChargeState::Captured && c.charge.tenant_id == key.0 && c.charge.service == key.1)
-        .fold(Amount::ZERO, |total, (c, _)| total.checked_add(c.charge.amount).unwrap_or(Amount::new(u128::MAX)))
+        .try_fold(Amount::ZERO, |total, (c, _)| {
+            total.checked_add(c.charge.amount).ok_or(MoneyError("captures overflow"))
+        })
+}
+
+/// A budget whose arithmetic does not add up: the book is corrupt.
+fn corrupt(err: MoneyError) -> Arc<StoreError> {
+    Arc::new(StoreError::Corrupt(err.to_string()))
 }
 
 impl std::fmt::Debug for MemoryBook {

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prom_core::charge::Settlement;
+use prom_core::charge::{Settlement, ledger_cap};
 use prom_core::ledger::{AllowanceArgs, Ledger, Memo, TransferFromArgs, TransferFromError};
 use prom_core::money::Amount;
 use prom_core::store::Store;
@@ -111,17 +111,8 @@ impl Settler {
                      the tenant to approve or fund more"
                 );
             }
-            if let (Ok(allowance), Ok(balance)) = (allowance, balance) {
-                let cap = allowance.allowance.min(balance);
-                match self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
-                    Ok(capped) if capped.approved < budget.approved => {
-                        if let Err(err) = self.book.refresh(&budget.tenant_id, &budget.service).await {
-                            tracing::warn!(error = %err, "cannot reload a capped budget");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "cannot cap a budget to the ledger"),
-                }
+            if let Some(room) = room {
+                self.cap(&budget, ledger_cap(room, fee)).await;
             }
             // Batches are bounded (the store's limit per batch): open them until none is left, or
             // one fails (it stays pending for the next round), or this round has done enough.
@@ -141,6 +132,11 @@ impl Settler {
                         }
                         let spent = settlement.amount.checked_add(fee).unwrap_or(Amount::new(u128::MAX));
                         room = room.map(|room| room.checked_sub(spent).unwrap_or(Amount::ZERO));
+                        // The batch took its amount and the fee from the ledger's room: what is
+                        // left bounds the holds still open.
+                        if let Some(room) = room {
+                            self.cap(&budget, ledger_cap(room, fee)).await;
+                        }
                     }
                     Ok(None) => break,
                     Err(err) => {
@@ -151,6 +147,20 @@ impl Settler {
             }
         }
         report
+    }
+
+    /// Records what the ledger can pay for the budget's open calls, and tells the book when that
+    /// changed.
+    async fn cap(&self, budget: &prom_core::charge::Budget, cap: Amount) {
+        match self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
+            Ok(capped) if capped.ledger_cap != budget.ledger_cap => {
+                if let Err(err) = self.book.refresh(&budget.tenant_id, &budget.service).await {
+                    tracing::warn!(error = %err, "cannot reload a capped budget");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot cap a budget to the ledger"),
+        }
     }
 
     /// A pending batch is older than the ledger's deduplication window. If every earlier call for

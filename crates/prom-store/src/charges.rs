@@ -10,7 +10,10 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use prom_core::charge::{Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
+use prom_core::charge::{
+    Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, HoldEnd, HoldOutcome, MoneyError, NewCharge,
+    ResolvedCharge,
+};
 use prom_core::id::TenantId;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
@@ -20,7 +23,7 @@ use prom_core::time::Timestamp;
 use crate::{SqlStore, db_err, with_read, with_write};
 
 #[derive(sqlx::FromRow)]
-struct BudgetRow {
+pub(crate) struct BudgetRow {
     tenant_id: String,
     service: String,
     approved: String,
@@ -29,6 +32,12 @@ struct BudgetRow {
     unsettled: String,
     settled: String,
     ceiling: Option<String>,
+    ledger_cap: Option<String>,
+}
+
+/// A budget whose arithmetic does not add up is a corrupt store.
+pub(crate) fn corrupt(err: MoneyError) -> StoreError {
+    StoreError::Corrupt(err.to_string())
 }
 
 fn amount(raw: &str) -> StoreResult<Amount> {
@@ -45,6 +54,7 @@ impl TryFrom<BudgetRow> for Budget {
             unsettled: amount(&row.unsettled)?,
             settled: amount(&row.settled)?,
             ceiling: row.ceiling.as_deref().map(amount).transpose()?,
+            ledger_cap: row.ledger_cap.as_deref().map(amount).transpose()?,
             expires_at: row.expires_at.map(Timestamp::from_millis),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             service: ServiceSlug::from_trusted(row.service),
@@ -79,15 +89,17 @@ pub(crate) use lock_budget;
 /// limits on bound parameters).
 const ROWS_PER_STATEMENT: usize = 256;
 
-const BUDGET_COLUMNS: &str = "tenant_id, service, approved, expires_at, held, unsettled, settled, ceiling";
+pub(crate) const BUDGET_COLUMNS: &str =
+    "tenant_id, service, approved, expires_at, held, unsettled, settled, ceiling, ledger_cap";
 
 /// Locks a budget's row for the rest of the transaction and reads it, in one round trip: the
 /// no-op update takes PostgreSQL's row lock (SQLite's single writer already serialises) and
 /// returns the row (`None` when nothing was ever approved).
 macro_rules! lock_and_read_budget {
     ($executor:expr, $tenant:expr, $service:expr) => {
-        sqlx::query_as::<_, BudgetRow>(&format!(
-            "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 RETURNING {BUDGET_COLUMNS}"
+        sqlx::query_as::<_, $crate::charges::BudgetRow>(&format!(
+            "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 RETURNING {}",
+            $crate::charges::BUDGET_COLUMNS
         ))
         .bind($tenant)
         .bind($service)
@@ -96,6 +108,7 @@ macro_rules! lock_and_read_budget {
         .map_err($crate::db_err)
     };
 }
+pub(crate) use lock_and_read_budget;
 
 /// Writes a locked budget's `held` and `unsettled` back.
 macro_rules! write_budget_totals {
@@ -213,7 +226,7 @@ fn after_resolved(
         return Err(StoreError::Corrupt(format!("charges resolved for {tenant}/{service}, which has no budget")));
     };
     let mut budget: Budget = row.try_into()?;
-    budget.unsettled = add(budget.unsettled, delta)?;
+    budget.add_unsettled(delta).map_err(corrupt)?;
     if let Some((_, _, total)) = held.iter().find(|(t, s, _)| t == tenant && s == service) {
         budget.held = *total;
     }
@@ -223,10 +236,6 @@ fn after_resolved(
 /// Adds or subtracts, refusing to go below zero or past u128 (a corrupt book, never a user error).
 fn add(a: Amount, b: Amount) -> StoreResult<Amount> {
     a.checked_add(b).ok_or_else(|| StoreError::Corrupt("an amount overflowed".into()))
-}
-
-fn sub(a: Amount, b: Amount) -> StoreResult<Amount> {
-    a.checked_sub(b).ok_or_else(|| StoreError::Corrupt("a budget would go negative".into()))
 }
 
 #[async_trait]
@@ -253,22 +262,24 @@ impl ChargeStore for SqlStore {
         service: &ServiceSlug,
         approved: Amount,
         expires_at: Option<Timestamp>,
+        ledger_cap: Option<Amount>,
         audit: Option<&prom_core::audit::NewAuditEvent>,
     ) -> StoreResult<Budget> {
         let now = Timestamp::now();
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at) \
-                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5) \
+                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at, ledger_cap) \
+                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5, $6) \
                  ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', ceiling = NULL, \
-                 updated_at = $5",
+                 updated_at = $5, ledger_cap = $6",
             )
             .bind(tenant.as_str())
             .bind(service.as_str())
             .bind(approved.to_string())
             .bind(expires_at.map(Timestamp::as_millis))
             .bind(now.as_millis())
+            .bind(ledger_cap.map(|cap| cap.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -368,14 +379,13 @@ impl ChargeStore for SqlStore {
                             results.push(ChargeOpResult::Refused { available: Amount::ZERO, expiring: false });
                             continue;
                         };
-                        let available = budget.available(at, margins);
-                        if new.amount > available {
-                            ChargeOpResult::Refused { available, expiring: budget.expiring(at, margins) }
-                        } else {
-                            budget.held = add(budget.held, new.amount)?;
-                            holds.push(new);
-                            changed.push(key);
-                            ChargeOpResult::Held
+                        match budget.hold(new.amount, at, margins).map_err(corrupt)? {
+                            HoldOutcome::Refused { available, expiring } => ChargeOpResult::Refused { available, expiring },
+                            HoldOutcome::Held => {
+                                holds.push(new);
+                                changed.push(key);
+                                ChargeOpResult::Held
+                            }
                         }
                     }
                     ChargeOp::Capture(id) | ChargeOp::Release(id) => match held.remove(id.as_str()) {
@@ -385,19 +395,22 @@ impl ChargeStore for SqlStore {
                             let budget = budgets
                                 .get_mut(&key)
                                 .ok_or_else(|| StoreError::Corrupt(format!("charge {id} has no budget")))?;
-                            budget.held = sub(budget.held, charged)?;
+                            let capture = matches!(op, ChargeOp::Capture(_));
                             changed.push(key);
-                            if !matches!(op, ChargeOp::Capture(_)) {
-                                released.push(id.as_str());
-                                ChargeOpResult::Done
-                            } else if budget.may_capture(at, margins) {
-                                budget.unsettled = add(budget.unsettled, charged)?;
-                                captured.push(id.as_str());
-                                ChargeOpResult::Done
-                            } else {
+                            match budget.end_hold(charged, capture, at, margins).map_err(corrupt)? {
+                                HoldEnd::Captured => {
+                                    captured.push(id.as_str());
+                                    ChargeOpResult::Done
+                                }
+                                HoldEnd::Released => {
+                                    released.push(id.as_str());
+                                    ChargeOpResult::Done
+                                }
                                 // Too late to settle before the allowance expires: released.
-                                released.push(id.as_str());
-                                ChargeOpResult::Expired
+                                HoldEnd::Expired => {
+                                    released.push(id.as_str());
+                                    ChargeOpResult::Expired
+                                }
                             }
                         }
                     },
@@ -561,7 +574,6 @@ mod tests {
 
     #[test]
     fn arithmetic_refuses_to_corrupt() {
-        assert!(sub(Amount::new(1), Amount::new(2)).is_err());
         assert!(add(Amount::new(u128::MAX), Amount::new(1)).is_err());
         assert_eq!(add(Amount::new(2), Amount::new(3)).ok(), Some(Amount::new(5)));
     }

@@ -298,7 +298,10 @@ pub(crate) async fn complete_settlement(
 ) -> StoreResult<()> {
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
-        lock_budget!(&mut *tx, settlement.tenant_id.as_str(), settlement.service.as_str())?;
+        let row = crate::charges::lock_and_read_budget!(&mut *tx, settlement.tenant_id.as_str(), settlement.service.as_str())?;
+        let mut budget: Budget = row
+            .ok_or_else(|| StoreError::Corrupt(format!("settlement {} has no budget", settlement.id)))?
+            .try_into()?;
         let done = sqlx::query("UPDATE settlements SET state = 'done', block = $1, settled_at = $2 WHERE id = $3 AND state = 'pending'")
             .bind(block.to_string())
             .bind(at.as_millis())
@@ -312,22 +315,10 @@ pub(crate) async fn complete_settlement(
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            let (unsettled, settled): (String, String) =
-                sqlx::query_as("SELECT unsettled, settled FROM budgets WHERE tenant_id = $1 AND service = $2")
-                    .bind(settlement.tenant_id.as_str())
-                    .bind(settlement.service.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            let unsettled: Amount = parse(&unsettled, "amount")?;
-            let settled: Amount = parse(&settled, "amount")?;
-            let unsettled = unsettled
-                .checked_sub(settlement.amount)
-                .ok_or_else(|| StoreError::Corrupt("a settlement exceeds what was unsettled".into()))?;
-            let settled = settled.checked_add(settlement.amount).ok_or_else(|| StoreError::Corrupt("overflow".into()))?;
+            budget.settle(settlement.amount).map_err(crate::charges::corrupt)?;
             sqlx::query("UPDATE budgets SET unsettled = $1, settled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5")
-                .bind(unsettled.to_string())
-                .bind(settled.to_string())
+                .bind(budget.unsettled.to_string())
+                .bind(budget.settled.to_string())
                 .bind(at.as_millis())
                 .bind(settlement.tenant_id.as_str())
                 .bind(settlement.service.as_str())
@@ -345,46 +336,30 @@ pub(crate) async fn cap_budget(
     service: &ServiceSlug,
     cap: Amount,
 ) -> StoreResult<Budget> {
-    let current = store.budget(tenant, service).await?;
-    let ceiling = current.settled.checked_add(cap).unwrap_or(Amount::new(u128::MAX));
-    if current.approved > ceiling {
-        with_write!(store, pool => {
-            // Under the budget's lock: re-read it, and leave it alone while a batch is pending —
-            // the ledger may already have applied that batch (its allowance is lower) while the
-            // budget's `settled` has not caught up, and capping then would shrink it for good.
-            let mut tx = pool.begin().await.map_err(db_err)?;
-            let locked: Option<(String, String)> = sqlx::query_as(
-                "UPDATE budgets SET updated_at = updated_at WHERE tenant_id = $1 AND service = $2 \
-                 RETURNING approved, settled",
-            )
-            .bind(tenant.as_str())
-            .bind(service.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM settlements WHERE tenant_id = $1 AND service = $2 AND state = 'pending'",
-            )
-            .bind(tenant.as_str())
-            .bind(service.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let (Some((approved, settled)), 0) = (locked, pending) {
-                let approved: Amount = parse(&approved, "amount")?;
-                let ceiling = parse::<Amount>(&settled, "amount")?.checked_add(cap).unwrap_or(Amount::new(u128::MAX));
-                if approved > ceiling {
-                    sqlx::query("UPDATE budgets SET approved = $1 WHERE tenant_id = $2 AND service = $3")
-                        .bind(ceiling.to_string())
-                        .bind(tenant.as_str())
-                        .bind(service.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
-            }
-            tx.commit().await.map_err(db_err)?;
-        });
-    }
+    with_write!(store, pool => {
+        // Under the budget's lock, and never while a batch is pending: the ledger may already
+        // have applied that batch (its allowance is lower) while the budget still counts it as
+        // unsettled, and the cap would then count it twice.
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        crate::charges::lock_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM settlements WHERE tenant_id = $1 AND service = $2 AND state = 'pending'",
+        )
+        .bind(tenant.as_str())
+        .bind(service.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if pending == 0 {
+            sqlx::query("UPDATE budgets SET ledger_cap = $1 WHERE tenant_id = $2 AND service = $3")
+                .bind(cap.to_string())
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+    });
     store.budget(tenant, service).await
 }

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use prom_core::access::Role;
 use prom_core::audit::{AuditAction, AuditTarget, NewAuditEvent};
-use prom_core::charge::Budget;
+use prom_core::charge::{Budget, ledger_cap};
 use prom_core::ledger::{AllowanceArgs, ApproveArgs, ApproveError};
 use prom_core::money::Amount;
 use prom_core::service::{ServiceRecord, ServiceSlug};
@@ -61,6 +61,15 @@ pub struct AllowanceView {
     pub ledger_allowance: String,
     /// The tenant's wallet balance on the ledger.
     pub wallet_balance: String,
+    /// What the ledger could still pay for this service's held and unsettled calls when last read
+    /// (the ledger allowance left and the wallet balance, the smaller, less the fee of the transfer
+    /// that pays them); `null` until first read. Paid calls stop at it even when the approval
+    /// leaves more: approving more than the wallet holds is allowed, spending it is not.
+    pub ledger_cap: Option<String>,
+    /// Why new paid calls are stopped, when they are: `expiry` (the allowance expires within the
+    /// margin), `wallet` (the ledger cannot pay more: fund the wallet, or approve again on the
+    /// ledger), or `allowance` (the approval is used up: raise it). `null` while calls may go on.
+    pub stopped_by: Option<String>,
 }
 
 async fn service(state: &AppState, slug: &str) -> Result<std::sync::Arc<ServiceRecord>, ApiError> {
@@ -87,17 +96,33 @@ async fn view(state: &AppState, budget: &Budget) -> Result<AllowanceView, ApiErr
         .await
         .map_err(ledger_unavailable)?;
     let balance = ledger.balance_of(&wallet).await.map_err(ledger_unavailable)?;
+    let now = Timestamp::now();
+    let margins = state.charges.margins();
+    let available = budget.available(now, margins).map_err(ApiError::internal)?;
+    let stopped_by = if budget.expiring(now, margins) {
+        Some("expiry")
+    } else if available > Amount::ZERO {
+        None
+    } else {
+        let open = budget.open().map_err(ApiError::internal)?;
+        match budget.ledger_cap {
+            Some(cap) if cap.checked_sub(open).unwrap_or(Amount::ZERO) == Amount::ZERO => Some("wallet"),
+            _ => Some("allowance"),
+        }
+    };
     Ok(AllowanceView {
         service: budget.service.to_string(),
         approved: budget.approved.to_string(),
         held: budget.held.to_string(),
         unsettled: budget.unsettled.to_string(),
         settled: budget.settled.to_string(),
-        available: budget.available(Timestamp::now(), state.charges.margins()).to_string(),
+        available: available.to_string(),
         expires_at: budget.expires_at.map(|at| at.to_string()),
         paid_calls_stop_at: budget.expires_at.map(|at| at.plus_millis(-state.charges.margins().hold_ms).to_string()),
         ledger_allowance: on_ledger.allowance.to_string(),
         wallet_balance: balance.to_string(),
+        ledger_cap: budget.ledger_cap.map(|cap| cap.to_string()),
+        stopped_by: stopped_by.map(str::to_owned),
     })
 }
 
@@ -236,7 +261,17 @@ async fn approve_under_ceiling(
         target: Some(AuditTarget::service(service.slug.as_str(), &service.name)),
         details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
     };
-    state.store.set_approved(&tenant, &service.slug, request.amount, expires_at, Some(&approval)).await?;
+    // Holds need funds behind them: bound them by what the wallet can pay, read now (the settler
+    // keeps it fresh every round). A balance that cannot be read bounds them to nothing until then.
+    let wallet = tenant_wallet(&tenant);
+    let cap = match (state.ledger.balance_of(&wallet).await, state.ledger.fee().await) {
+        (Ok(balance), Ok(fee)) => ledger_cap(request.amount.min(balance), fee),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!(error = %err, "cannot read the wallet after an approval; paid calls wait for the settler");
+            Amount::ZERO
+        }
+    };
+    state.store.set_approved(&tenant, &service.slug, request.amount, expires_at, Some(cap), Some(&approval)).await?;
     // New holds draw on the new approval from now on.
     state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)
 }

@@ -41,6 +41,36 @@ pub(crate) async fn fund(app: &TestApp, user: &TestUser, units: u128) {
     app.state.ledger.mint(&wallet, Amount::new(units)).await.expect("mint into the wallet");
 }
 
+/// Moves `units` out of the user's tenant's wallet, outside Prometheus (another spender the
+/// tenant approved takes them).
+async fn drain(app: &TestApp, user: &TestUser, units: u128) {
+    use prom_core::ledger::{Account, ApproveArgs, TransferFromArgs};
+    let tenant = TenantId::from_trusted(user.tenant_id.clone());
+    let elsewhere = Account::new("elsewhere");
+    let args = ApproveArgs {
+        from_subaccount: None,
+        spender: elsewhere.clone(),
+        amount: Amount::new(units),
+        expected_allowance: None,
+        expires_at: None,
+        fee: None,
+        memo: None,
+        created_at_time: None,
+    };
+    let owner = prom_server::billing::tenant_owner(&tenant);
+    app.state.ledger.approve(&owner, args).await.expect("ledger").expect("approved");
+    let args = TransferFromArgs {
+        spender_subaccount: None,
+        from: tenant_wallet(&tenant),
+        to: Account::new("a-shop"),
+        amount: Amount::new(units),
+        fee: None,
+        memo: None,
+        created_at_time: None,
+    };
+    app.state.ledger.transfer_from("elsewhere", args).await.expect("ledger").expect("transferred");
+}
+
 /// `PUT /v1/services/paid/allowance` with `body`, asserting 200; returns the view.
 pub(crate) async fn approve(user: &TestUser, body: Value) -> Value {
     let (status, view) = user.put(ALLOWANCE, body).await;
@@ -78,6 +108,7 @@ async fn approving_sets_the_budget_that_paid_calls_draw_on() {
             "service": "paid",
             "approved": "1000", "held": "0", "unsettled": "0", "settled": "0", "available": "1000",
             "expires_at": null, "paid_calls_stop_at": null, "ledger_allowance": "1000", "wallet_balance": "10000",
+            "ledger_cap": "1000", "stopped_by": null,
         })
     );
     assert_eq!(allowance(&owner).await, view, "GET shows what PUT answered");
@@ -195,7 +226,7 @@ async fn paid_calls_stop_a_margin_before_the_allowance_expires_so_every_charge_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_pays_what_the_wallet_covers_and_leaves_the_rest_unsettled() {
     let app = spawn().await;
-    let owner = paid_service(&app, 250).await;
+    let owner = paid_service(&app, 1000).await;
     approve(&owner, json!({ "amount": "1000" })).await;
     let (_, key) = owner.create_key("agent").await;
     for id in 1..=3 {
@@ -203,14 +234,17 @@ async fn settlement_pays_what_the_wallet_covers_and_leaves_the_rest_unsettled() 
         assert!(paid.get("result").is_some(), "{paid}");
     }
     assert_eq!(figures(&allowance(&owner).await), ["1000", "0", "300", "0", "700"]);
+    drain(&app, &owner, 750).await;
 
     let report = app.state.settler.settle_once().await;
     assert_eq!((report.settled_batches, report.failed_batches), (1, 0), "{report:?}");
     assert_eq!(report.settled_amount, Amount::new(2 * PRICE));
-    // The budget is capped to what the wallet can still pay; the third charge waits for funds.
+    // New holds stop at what the wallet can still pay (the approval stays what the person
+    // approved); the third charge waits for funds.
     let after = allowance(&owner).await;
-    assert_eq!(figures(&after), ["250", "0", "100", "200", "0"]);
+    assert_eq!(figures(&after), ["1000", "0", "100", "200", "0"]);
     assert_eq!(after["wallet_balance"], "50");
+    assert_eq!((after["ledger_cap"].as_str(), after["stopped_by"].as_str()), (Some("50"), Some("wallet")), "{after}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,7 @@ async fn approve(app: &TestApp, owner: &TestUser, amount: u128) {
 async fn approve_until(app: &TestApp, owner: &TestUser, amount: u128, expires_at: Option<Timestamp>) {
     let slug = ServiceSlug::parse("paid").expect("slug");
     let approved = Amount::new(amount);
-    app.state.store.set_approved(&tenant(owner), &slug, approved, expires_at, None).await.expect("approve");
+    app.state.store.set_approved(&tenant(owner), &slug, approved, expires_at, None, None).await.expect("approve");
     app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
 }
 
@@ -339,7 +339,7 @@ async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
         app.state.store.budget(&tenant(&consumer), &ServiceSlug::parse("paid").expect("slug")).await.expect("budget");
     assert_eq!((settled.unsettled, settled.settled), (Amount::ZERO, Amount::new(3 * PRICE)));
     assert_eq!(
-        settled.available(prom_core::time::Timestamp::now(), prom_core::charge::ExpiryMargins::NONE),
+        settled.available(prom_core::time::Timestamp::now(), prom_core::charge::ExpiryMargins::NONE).expect("sums"),
         Amount::new(1000 - 3 * PRICE)
     );
     assert_eq!(app.state.settler.settle_once().await.settled_batches, 0, "nothing is settled twice");
@@ -410,10 +410,12 @@ async fn settlement_moves_exactly_what_was_charged_once_even_across_a_crash() {
     app.state.settler.settle_once().await;
     let capped = app.state.store.budget(&tenant(&consumer), &slug).await.expect("budget");
     assert_eq!(
-        capped.available(prom_core::time::Timestamp::now(), prom_core::charge::ExpiryMargins::NONE),
+        capped.available(prom_core::time::Timestamp::now(), prom_core::charge::ExpiryMargins::NONE).expect("sums"),
         Amount::new(PRICE),
         "{capped:?}"
     );
+    assert_eq!(capped.approved, Amount::new(1000), "the cap never rewrites what the person approved");
+    assert_eq!(capped.ledger_cap, Some(Amount::new(PRICE)), "{capped:?}");
     assert!(
         answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(6, "echo"), &[]).await).await.get("result").is_some()
     );
@@ -508,6 +510,9 @@ async fn a_call_ending_too_close_to_the_expiry_is_released_and_its_result_withhe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lowering_the_allowance_caps_new_holds_before_the_ledger_is_asked() {
     let (app, owner, upstream) = paid_setup(10 * PRICE).await;
+    // Funds behind the approvals made through the API below (which bound holds by the wallet).
+    let wallet = prom_server::billing::tenant_wallet(&tenant(&owner));
+    app.state.ledger.mint(&wallet, Amount::new(10_000)).await.expect("mint");
     let (_, key) = owner.create_key("agent").await;
     let slug = ServiceSlug::parse("paid").expect("slug");
     let served = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(1, "echo"), &[]).await).await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prom_core::access::Role;
 use prom_core::audit::AuditContext;
 use prom_core::kdf::KdfParams;
+use prom_core::money::Amount;
 use prom_core::store::{ProvisionMember, ProvisionOutcome};
 use prom_core::user::{Email, Password, TenantSlug};
 use prom_server::{AppState, ServerConfig};
@@ -68,12 +69,21 @@ impl TestApp {
 
     /// Spawns with [`test_config`] changed by `configure` (another environment, tight throttles).
     pub async fn spawn_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::spawn_with_fee(0, configure).await
+    }
+
+    /// [`TestApp::spawn_with`], on an embedded ledger whose fee is `fee`.
+    pub async fn spawn_with_fee(fee: u128, configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let (store, database) = fresh_store().await;
         let mut config = test_config();
         configure(&mut config);
-        let state = AppState::build(Arc::new(store.clone()), embedded_ledger(&store), config)
-            .await
-            .expect("build the application state");
+        let ledger = Arc::new(prom_store::EmbeddedLedger::new(
+            store.clone(),
+            prom_store::EmbeddedLedgerConfig { fee: Amount::new(fee), ..Default::default() },
+            Arc::new(prom_core::ledger::SystemClock),
+        ));
+        let state =
+            AppState::build(Arc::new(store.clone()), ledger, config).await.expect("build the application state");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
         let addr = listener.local_addr().expect("the bound address");
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -397,13 +407,4 @@ pub fn service_body(slug: &str, prices: Value) -> Value {
         "upstream": { "url": format!("https://{slug}.example/mcp?token=upstream-secret") },
         "prices": prices,
     })
-}
-
-/// The embedded ledger on the test's database.
-pub fn embedded_ledger(store: &prom_store::SqlStore) -> Arc<prom_store::EmbeddedLedger> {
-    Arc::new(prom_store::EmbeddedLedger::new(
-        store.clone(),
-        prom_store::EmbeddedLedgerConfig::default(),
-        Arc::new(prom_core::ledger::SystemClock),
-    ))
 }
