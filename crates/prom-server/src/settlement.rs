@@ -211,8 +211,16 @@ impl Settler {
                 return false;
             }
         };
-        // The settlement id (a UUID) without dashes is 32 ASCII bytes: exactly a memo's limit.
-        let memo = Memo::new(settlement.id.as_str().replace('-', "").into_bytes()).ok();
+        // The settlement id (a UUID) without dashes is 32 ASCII bytes: exactly a memo's limit. The
+        // memo is what deduplicates a retry, so a batch never goes without it.
+        let memo = match Memo::new(settlement.id.as_str().replace('-', "").into_bytes()) {
+            Ok(memo) => Some(memo),
+            Err(err) => {
+                tracing::error!(settlement = %settlement.id, error = %err, "a settlement's memo is invalid; not sent");
+                report.failed_batches += 1;
+                return false;
+            }
+        };
         let args = TransferFromArgs {
             spender_subaccount: platform_spender(&settlement.service).subaccount,
             from: tenant_wallet(&settlement.tenant_id),
