@@ -258,10 +258,15 @@ pub struct ServicePatch {
 
 #[async_trait]
 pub trait ServiceStore: Send + Sync {
-    /// Registers a service and writes `service.create`. `Conflict` if the slug is taken.
+    /// Registers a service and writes `service.create`. `Conflict` if the slug is taken, or if a
+    /// deleted service of that slug is still owed money (held, unsettled or pending charges);
+    /// otherwise allowances left from such a service end (the new one inherits none).
     async fn create_service(&self, service: NewService, ctx: &AuditContext) -> StoreResult<ServiceRecord>;
     /// The live (not deleted) service with this slug, whoever published it.
     async fn get_service(&self, slug: &ServiceSlug) -> StoreResult<Option<ServiceRecord>>;
+    /// Who is paid for the slug's charges: the publisher of its latest service, deleted or not
+    /// (a slug is not given to another publisher while its deleted service is owed money).
+    async fn service_publisher(&self, slug: &ServiceSlug) -> StoreResult<Option<TenantId>>;
     /// All live services, by slug.
     async fn list_services(&self) -> StoreResult<Vec<ServiceRecord>>;
     /// Changes a service of `tenant` and writes `service.update`. `NotFound` if `tenant` did not
@@ -274,7 +279,8 @@ pub trait ServiceStore: Send + Sync {
         at: Timestamp,
         ctx: &AuditContext,
     ) -> StoreResult<ServiceRecord>;
-    /// Removes a service of `tenant` and writes `service.delete`. `NotFound` if `tenant` did not
+    /// Removes a service of `tenant` and writes `service.delete`; nothing new may be held on its
+    /// allowances, and what is owed stays, settled to `tenant`. `NotFound` if `tenant` did not
     /// publish it.
     async fn delete_service(
         &self,

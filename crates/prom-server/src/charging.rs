@@ -130,6 +130,31 @@ impl ChargeBook {
         });
     }
 
+    /// What calls in flight hold on `service`'s budgets, as far as this process's book knows them
+    /// (on PostgreSQL the budgets' rows count every node's holds).
+    pub fn held_on(&self, service: &ServiceSlug) -> Amount {
+        let Some(state) = &self.memory else { return Amount::ZERO };
+        lock(state)
+            .budgets
+            .iter()
+            .filter(|((_, slug), _)| slug == service)
+            .fold(Amount::ZERO, |sum, (_, budget)| sum.checked_add(budget.held).unwrap_or(Amount::new(u128::MAX)))
+    }
+
+    /// Re-reads every loaded budget of `service` (its rows were changed outside the book).
+    pub async fn refresh_service(&self, service: &ServiceSlug) -> Result<(), ChargeError> {
+        let tenants: Vec<TenantId> = match &self.memory {
+            Some(state) => {
+                lock(state).budgets.keys().filter(|(_, slug)| slug == service).map(|(t, _)| t.clone()).collect()
+            }
+            None => Vec::new(),
+        };
+        for tenant in tenants {
+            self.refresh(&tenant, service).await?;
+        }
+        Ok(())
+    }
+
     /// The budget including the holds of calls in flight.
     pub async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> Result<Budget, ChargeError> {
         self.ask(|reply| Command::Budget(tenant.clone(), service.clone(), reply)).await

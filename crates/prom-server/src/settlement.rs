@@ -24,7 +24,6 @@ use prom_core::time::Timestamp;
 
 use crate::billing::{PLATFORM_OWNER, platform_spender, tenant_wallet};
 use crate::charging::ChargeBook;
-use crate::directory::ServiceDirectory;
 
 /// Most batches one budget settles per round (batches are bounded by the store, at 1,000 charges):
 /// a round ends even for a budget whose calls are captured faster than they settle.
@@ -42,19 +41,13 @@ pub struct SettleReport {
 pub struct Settler {
     store: Arc<dyn Store>,
     ledger: Arc<dyn Ledger>,
-    services: Arc<ServiceDirectory>,
     /// Told of every budget row the settler changes, so holds are decided on the current row.
     book: ChargeBook,
 }
 
 impl Settler {
-    pub fn new(
-        store: Arc<dyn Store>,
-        ledger: Arc<dyn Ledger>,
-        services: Arc<ServiceDirectory>,
-        book: ChargeBook,
-    ) -> Self {
-        Self { store, ledger, services, book }
+    pub fn new(store: Arc<dyn Store>, ledger: Arc<dyn Ledger>, book: ChargeBook) -> Self {
+        Self { store, ledger, book }
     }
 
     /// Settles every `every`, and once at start (which also repairs batches a crash left pending).
@@ -198,10 +191,11 @@ impl Settler {
 
     /// Settles one batch on the ledger and records it; false when it stays pending.
     async fn submit(&self, settlement: &Settlement, report: &mut SettleReport) -> bool {
-        let provider = match self.services.get(&settlement.service).await {
-            Ok(Some(service)) => service.tenant_id.clone(),
+        // The publisher that served the calls, even if it has deleted the service since.
+        let provider = match self.store.service_publisher(&settlement.service).await {
+            Ok(Some(publisher)) => publisher,
             Ok(None) => {
-                tracing::warn!(service = %settlement.service, "cannot settle: the service is gone");
+                tracing::warn!(service = %settlement.service, "cannot settle: no service ever had this slug");
                 report.failed_batches += 1;
                 return false;
             }

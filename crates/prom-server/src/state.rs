@@ -101,7 +101,7 @@ impl AppState {
             config.settle_interval_secs,
         ));
         let charges = ChargeBook::spawn(store.clone(), margins);
-        let settler = Settler::new(store.clone(), ledger.clone(), services.clone(), charges.clone());
+        let settler = Settler::new(store.clone(), ledger.clone(), charges.clone());
         // Holds left by requests that died with a previous process are given back. With one
         // process (the default) that is every hold placed before this start; with several nodes
         // on one database, only holds older than any request can live.

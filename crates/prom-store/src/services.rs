@@ -104,8 +104,39 @@ impl ServiceStore for SqlStore {
         };
         let upstream = upstream_json(&record.upstream)?;
         let prices = prices_json(&record.prices)?;
+        // What the embedded database's charge journal holds must be in the budgets before they
+        // are read.
+        self.fold_journal().await?;
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
+            // A slug whose earlier service is still owed money (held or unsettled, or a batch on
+            // its way to the ledger) is not given to anybody: settlement pays the slug's latest
+            // publisher, who must be the one that served those calls.
+            let owed: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM budgets WHERE service = $1 AND (held <> '0' OR unsettled <> '0')) \
+                      + (SELECT COUNT(*) FROM settlements WHERE service = $1 AND state = 'pending')",
+            )
+            .bind(record.slug.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if owed > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the slug {} belonged to a deleted service whose calls are not all settled yet; it is free \
+                     once they are (within a few settlement rounds), or choose another slug",
+                    record.slug
+                )));
+            }
+            // Nothing is owed: allowances given to an earlier service of the slug end here, so a
+            // new publisher inherits none (every consumer approves again).
+            sqlx::query(
+                "UPDATE budgets SET approved = settled, expires_at = NULL, ceiling = NULL, ledger_cap = '0' \
+                 WHERE service = $1",
+            )
+            .bind(record.slug.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             sqlx::query(
                 "INSERT INTO services \
                  (id, tenant_id, slug, name, description, upstream, prices, charge_tool_errors, created_at, updated_at) \
@@ -145,6 +176,17 @@ impl ServiceStore for SqlStore {
             tx.commit().await.map_err(db_err)?;
         });
         Ok(record)
+    }
+
+    async fn service_publisher(&self, slug: &ServiceSlug) -> StoreResult<Option<TenantId>> {
+        let publisher: Option<String> = with_read!(self, pool => {
+            sqlx::query_scalar("SELECT tenant_id FROM services WHERE slug = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
+                .bind(slug.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?
+        });
+        Ok(publisher.map(TenantId::from_trusted))
     }
 
     async fn get_service(&self, slug: &ServiceSlug) -> StoreResult<Option<ServiceRecord>> {
@@ -257,6 +299,13 @@ impl ServiceStore for SqlStore {
             if updated.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
+            // Nothing new may be held on its allowances; what is held and unsettled stays owed
+            // (and is settled to this publisher).
+            sqlx::query("UPDATE budgets SET ledger_cap = '0', ceiling = NULL WHERE service = $1")
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             let event = service_event(
                 AuditAction::ServiceDelete,
                 &record,

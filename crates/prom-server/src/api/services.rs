@@ -213,7 +213,7 @@ fn view(principal: &Principal, record: &ServiceRecord, publishers: &HashMap<Tena
     (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad slug, name, description, upstream, price or charge_tool_errors"),
     (status = 401, body = ErrorBody, description = "TOKEN_MISSING or TOKEN_INVALID"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin, or a stdio command not allowed"),
-    (status = 409, body = ErrorBody, description = "CONFLICT: the slug is taken"),
+    (status = 409, body = ErrorBody, description = "CONFLICT: the slug is taken, or its deleted service is still owed money"),
 ))]
 pub async fn create_service(
     State(state): State<AppState>,
@@ -223,6 +223,14 @@ pub async fn create_service(
 ) -> Result<(StatusCode, Json<ServiceView>), ApiError> {
     principal.require(Role::Admin)?;
     let slug = ServiceSlug::parse(&request.slug).map_err(|err| invalid(err.to_string()))?;
+    // Calls of a deleted service of this slug still in flight (held in this process's memory;
+    // the store checks what is held in the database, unsettled or pending).
+    if state.charges.held_on(&slug) > Amount::ZERO {
+        return Err(ApiError::Conflict(format!(
+            "the slug {slug} belonged to a deleted service whose calls are still in flight; it is free once \
+             they end and settle, or choose another slug"
+        )));
+    }
     let new = NewService {
         id: ServiceId::new(),
         tenant_id: principal.tenant_id().clone(),
@@ -236,6 +244,10 @@ pub async fn create_service(
     };
     let record = state.store.create_service(new, &principal.audit_context(&meta)).await?;
     state.services.forget(&record.slug);
+    // Allowances of an earlier service of the slug ended: holds must see that at once.
+    if let Err(err) = state.charges.refresh_service(&record.slug).await {
+        tracing::warn!(error = %err, service = %record.slug, "cannot reload budgets of a re-registered slug");
+    }
     tracing::info!(service = %record.slug, tenant = %record.tenant_id, "service published");
     Ok((StatusCode::CREATED, Json(view_for(&state, &principal, &record).await?)))
 }
@@ -325,6 +337,10 @@ pub async fn delete_service(
         .await
         .map_err(change_error(&raw))?;
     state.services.forget(&slug);
+    // Its allowances were closed: holds must see that at once.
+    if let Err(err) = state.charges.refresh_service(&slug).await {
+        tracing::warn!(error = %err, service = %slug, "cannot reload the closed budgets of a deleted service");
+    }
     tracing::info!(service = %slug, tenant = %principal.tenant_id(), "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }

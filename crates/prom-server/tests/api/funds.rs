@@ -139,3 +139,41 @@ async fn the_settlement_fee_is_reserved_before_calls_are_held() {
     assert_eq!(paid_calls(&s, 3).await, 0);
     assert_funded(&s).await;
 }
+
+/// A publisher deletes a service while consumers owe it money, and another tenant wants the
+/// slug: it waits until the first publisher is paid, and then inherits no allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_slug_pays_its_publisher_and_its_successor_inherits_no_allowance() {
+    let s = setup(0).await;
+    mint(&s, 10_000).await;
+    let (status, body) = s.consumer.put("/v1/services/paid/allowance", json!({"amount": "1000"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(paid_calls(&s, 2).await, 2);
+    let (status, body) = s.publisher.delete("/v1/services/paid").await;
+    assert_eq!(status, 204, "{body}");
+
+    // Another tenant asks for the slug (at eight times the price) while 200 is owed: refused.
+    let (url, _upstream) = spawn_upstream().await;
+    let successor = s.app.with_owner("successor").await;
+    let body = json!({"slug": "paid", "name": "Paid again", "upstream": {"url": url}, "prices": {"echo": "800"}});
+    let (status, refused) = successor.post("/v1/services", body.clone()).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains("not all settled")), "{refused}");
+
+    // Settlement pays the publisher that served the calls, though its service is gone.
+    s.app.state.settler.settle_once().await;
+    assert_eq!(balance(&s, &s.publisher).await, 2 * PRICE);
+    let (status, created) = successor.post("/v1/services", body).await;
+    assert_eq!(status, 201, "free once nothing is owed: {created}");
+
+    // The consumer's old approval does not carry over to the new service.
+    assert_eq!(paid_calls(&s, 1).await, 0, "no inherited allowance");
+    let view = allowance(&s).await;
+    assert_eq!(view["available"], "0", "{view}");
+    let (status, body) = s.consumer.put("/v1/services/paid/allowance", json!({"amount": "1600"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(paid_calls(&s, 2).await, 2);
+    s.app.state.settler.settle_once().await;
+    assert_eq!(balance(&s, &successor).await, 2 * 800, "the successor is paid for its own calls only");
+    assert_eq!(balance(&s, &s.publisher).await, 2 * PRICE, "and the first publisher keeps what it earned");
+}
