@@ -24,11 +24,13 @@ pub enum AuditAction {
     ServiceCreate,
     ServiceUpdate,
     ServiceDelete,
+    /// A service's prices changed (in the log of every tenant with an allowance for it).
+    ServicePriceChange,
     AllowanceApprove,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 14] = [
         Self::ApiKeyCreate,
         Self::ApiKeyRevoke,
         Self::ApiKeyDelete,
@@ -41,6 +43,7 @@ impl AuditAction {
         Self::ServiceCreate,
         Self::ServiceUpdate,
         Self::ServiceDelete,
+        Self::ServicePriceChange,
         Self::AllowanceApprove,
     ];
 
@@ -57,6 +60,7 @@ impl AuditAction {
             Self::MemberAdd => "member.add",
             Self::ServiceCreate => "service.create",
             Self::ServiceUpdate => "service.update",
+            Self::ServicePriceChange => "service.price_change",
             Self::ServiceDelete => "service.delete",
             Self::AllowanceApprove => "allowance.approve",
         }
@@ -86,6 +90,10 @@ pub enum Actor {
     },
     /// The command line on the server's machine (`prom admin …`).
     Admin,
+    /// The publisher of a service, as the tenants using it see it (not who in that tenant acted).
+    Publisher {
+        tenant: crate::id::TenantId,
+    },
     /// Someone not yet identified (a failed sign-in).
     Anonymous {
         claimed: Option<String>,
@@ -98,6 +106,7 @@ impl Actor {
             Self::User { .. } => "user",
             Self::ApiKey { .. } => "api_key",
             Self::Admin => "admin_cli",
+            Self::Publisher { .. } => "publisher",
             Self::Anonymous { .. } => "anonymous",
         }
     }
@@ -106,6 +115,7 @@ impl Actor {
         match self {
             Self::User { id, .. } => Some(id.as_str()),
             Self::ApiKey { id, .. } => Some(id.as_str()),
+            Self::Publisher { tenant } => Some(tenant.as_str()),
             Self::Admin | Self::Anonymous { .. } => None,
         }
     }
@@ -114,7 +124,7 @@ impl Actor {
         match self {
             Self::User { email, .. } => Some(email.as_str()),
             Self::ApiKey { display, .. } => Some(display),
-            Self::Admin => None,
+            Self::Admin | Self::Publisher { .. } => None,
             Self::Anonymous { claimed } => claimed.as_deref(),
         }
     }

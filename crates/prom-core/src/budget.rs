@@ -16,7 +16,7 @@
 
 use crate::id::TenantId;
 use crate::money::Amount;
-use crate::service::ServiceSlug;
+use crate::service::{Prices, ServiceSlug};
 use crate::time::Timestamp;
 
 /// The book does not add up: an operation would overflow, or take more than is there.
@@ -41,6 +41,9 @@ pub struct Budget {
     /// wallet's balance (the smaller), less the fee of the transfer that will pay it. New holds
     /// keep `held + unsettled` within it. `None`: not read yet (no limit beyond the approval).
     pub ledger_cap: Option<Amount>,
+    /// The prices the tenant's approval covers (`None`: approved before prices were recorded,
+    /// so the current ones apply).
+    pub prices: Option<Prices>,
 }
 
 /// What a hold came to.
@@ -88,6 +91,19 @@ impl Budget {
             settled: Amount::ZERO,
             ceiling: None,
             ledger_cap: None,
+            prices: None,
+        }
+    }
+
+    /// What a call of `tool`, priced `current` now, costs this tenant: the price its approval
+    /// covers, or less if the price fell since. `None` when the tool is priced now but was free
+    /// (or unknown) when the tenant approved: an increase it has not agreed to.
+    pub fn price_in_force(&self, tool: &str, current: Amount) -> Option<Amount> {
+        let Some(approved) = &self.prices else { return Some(current) };
+        match approved.get(tool) {
+            Some(consented) => Some(current.min(*consented)),
+            None if current == Amount::ZERO => Some(current),
+            None => None,
         }
     }
 

@@ -67,6 +67,9 @@ pub enum ChargeOpResult {
     /// The budget cannot cover the hold; nothing was written. `expiring` when the reason is the
     /// allowance's (near) expiry rather than its amount.
     Refused { available: Amount, expiring: bool },
+    /// The tool's price rose above what the tenant's approval covers (or it was free then): the
+    /// tenant must approve again to accept it. Nothing was written.
+    PriceNotApproved,
     /// The capture or release was applied.
     Done,
     /// The allowance expires too soon for this capture to be settled (see [`ExpiryMargins`]): the

@@ -307,10 +307,12 @@ pub trait ChargeStore: Send + Sync {
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget>;
     /// Records the allowance the tenant approved on the ledger (what new holds may draw on), with
     /// what the ledger can pay for it (`ledger_cap`, see [`Budget::ledger_cap`]; `None`: not
-    /// known), and `audit` (the `allowance.approve` row) in the same transaction. What is held and
+    /// known), the prices the approval covers (`None`: whatever is current), and `audit` (the
+    /// `allowance.approve` row) in the same transaction. What is held and
     /// unsettled stays: it is owed, whatever the new amount.
     ///
     /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
+    #[expect(clippy::too_many_arguments, reason = "one approval: its amount, expiry, cap, prices and audit row")]
     async fn set_approved(
         &self,
         tenant: &TenantId,
@@ -318,6 +320,7 @@ pub trait ChargeStore: Send + Sync {
         approved: crate::money::Amount,
         expires_at: Option<Timestamp>,
         ledger_cap: Option<crate::money::Amount>,
+        prices: Option<&crate::service::Prices>,
         audit: Option<&NewAuditEvent>,
     ) -> StoreResult<Budget>;
     /// Sets (or, with `None`, clears) the budget's ceiling: new holds keep held + unsettled within

@@ -256,6 +256,11 @@ impl BookState {
         let Some(budget) = self.budgets.get_mut(key) else {
             return Err(Arc::new(StoreError::Corrupt("a hold on a budget that is not loaded".into())));
         };
+        let mut charge = charge;
+        let Some(price) = budget.price_in_force(&charge.tool, charge.amount) else {
+            return Ok(ChargeOpResult::PriceNotApproved);
+        };
+        charge.amount = price;
         match budget.hold(charge.amount, now, margins).map_err(corrupt)? {
             HoldOutcome::Refused { available, expiring } => Ok(ChargeOpResult::Refused { available, expiring }),
             HoldOutcome::Held => {

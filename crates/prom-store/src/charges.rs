@@ -33,6 +33,7 @@ pub(crate) struct BudgetRow {
     settled: String,
     ceiling: Option<String>,
     ledger_cap: Option<String>,
+    prices: Option<String>,
 }
 
 /// A budget whose arithmetic does not add up is a corrupt store.
@@ -55,6 +56,12 @@ impl TryFrom<BudgetRow> for Budget {
             settled: amount(&row.settled)?,
             ceiling: row.ceiling.as_deref().map(amount).transpose()?,
             ledger_cap: row.ledger_cap.as_deref().map(amount).transpose()?,
+            prices: row
+                .prices
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|err| StoreError::Corrupt(format!("a budget's approved prices: {err}")))?,
             expires_at: row.expires_at.map(Timestamp::from_millis),
             tenant_id: TenantId::from_trusted(row.tenant_id),
             service: ServiceSlug::from_trusted(row.service),
@@ -90,7 +97,7 @@ pub(crate) use lock_budget;
 const ROWS_PER_STATEMENT: usize = 256;
 
 pub(crate) const BUDGET_COLUMNS: &str =
-    "tenant_id, service, approved, expires_at, held, unsettled, settled, ceiling, ledger_cap";
+    "tenant_id, service, approved, expires_at, held, unsettled, settled, ceiling, ledger_cap, prices";
 
 /// Locks a budget's row for the rest of the transaction and reads it, in one round trip: the
 /// no-op update takes PostgreSQL's row lock (SQLite's single writer already serialises) and
@@ -263,16 +270,18 @@ impl ChargeStore for SqlStore {
         approved: Amount,
         expires_at: Option<Timestamp>,
         ledger_cap: Option<Amount>,
+        prices: Option<&prom_core::service::Prices>,
         audit: Option<&prom_core::audit::NewAuditEvent>,
     ) -> StoreResult<Budget> {
+        let prices = prices.map(serde_json::to_string).transpose().map_err(|err| StoreError::Backend(Box::new(err)))?;
         let now = Timestamp::now();
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at, ledger_cap) \
-                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5, $6) \
+                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at, ledger_cap, prices) \
+                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5, $6, $7) \
                  ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', ceiling = NULL, \
-                 updated_at = $5, ledger_cap = $6",
+                 updated_at = $5, ledger_cap = $6, prices = $7",
             )
             .bind(tenant.as_str())
             .bind(service.as_str())
@@ -280,6 +289,7 @@ impl ChargeStore for SqlStore {
             .bind(expires_at.map(Timestamp::as_millis))
             .bind(now.as_millis())
             .bind(ledger_cap.map(|cap| cap.to_string()))
+            .bind(prices)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -367,7 +377,7 @@ impl ChargeStore for SqlStore {
 
             // The operations, in order, in memory.
             let mut results = Vec::with_capacity(ops.len());
-            let mut holds: Vec<&NewCharge> = Vec::new();
+            let mut holds: Vec<NewCharge> = Vec::new();
             let mut captured: Vec<&str> = Vec::new();
             let mut released: Vec<&str> = Vec::new();
             let mut changed: Vec<(TenantId, ServiceSlug)> = Vec::new();
@@ -379,10 +389,14 @@ impl ChargeStore for SqlStore {
                             results.push(ChargeOpResult::Refused { available: Amount::ZERO, expiring: false });
                             continue;
                         };
-                        match budget.hold(new.amount, at, margins).map_err(corrupt)? {
+                        let Some(price) = budget.price_in_force(&new.tool, new.amount) else {
+                            results.push(ChargeOpResult::PriceNotApproved);
+                            continue;
+                        };
+                        match budget.hold(price, at, margins).map_err(corrupt)? {
                             HoldOutcome::Refused { available, expiring } => ChargeOpResult::Refused { available, expiring },
                             HoldOutcome::Held => {
-                                holds.push(new);
+                                holds.push(NewCharge { amount: price, ..new.clone() });
                                 changed.push(key);
                                 ChargeOpResult::Held
                             }

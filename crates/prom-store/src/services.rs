@@ -275,6 +275,33 @@ impl ServiceStore for SqlStore {
             }
             let event = service_event(AuditAction::ServiceUpdate, &after, at, ctx, details);
             insert_audit!(&mut *tx, &event)?;
+            if before.prices != after.prices {
+                // Every tenant with an allowance for the service learns of it in its own log
+                // (named by the publishing tenant, not by who in it made the change).
+                let consumers: Vec<String> =
+                    sqlx::query_scalar("SELECT tenant_id FROM budgets WHERE service = $1 AND tenant_id <> $2")
+                        .bind(after.slug.as_str())
+                        .bind(after.tenant_id.as_str())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                let publisher = AuditContext {
+                    actor: prom_core::audit::Actor::Publisher { tenant: after.tenant_id.clone() },
+                    ip: None,
+                    user_agent: None,
+                };
+                for consumer in consumers {
+                    let mut event = service_event(
+                        AuditAction::ServicePriceChange,
+                        &after,
+                        at,
+                        &publisher,
+                        json!({ "before": before.prices, "after": after.prices }),
+                    );
+                    event.tenant_id = Some(TenantId::from_trusted(consumer));
+                    insert_audit!(&mut *tx, &event)?;
+                }
+            }
             tx.commit().await.map_err(db_err)?;
             Ok(after)
         })

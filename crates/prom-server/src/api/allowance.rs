@@ -70,6 +70,21 @@ pub struct AllowanceView {
     /// margin), `wallet` (the ledger cannot pay more: fund the wallet, or approve again on the
     /// ledger), or `allowance` (the approval is used up: raise it). `null` while calls may go on.
     pub stopped_by: Option<String>,
+    /// What each priced tool costs this tenant now: the price its approval covers, or less if the
+    /// price fell since.
+    pub prices_in_force: std::collections::BTreeMap<String, String>,
+    /// Prices raised (or tools priced) since the approval: they apply once the tenant approves
+    /// again; until then the tool costs `approved` (a tool that was free is refused).
+    pub pending_increases: Vec<PendingIncrease>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PendingIncrease {
+    pub tool: String,
+    /// The price the approval covers; `null` when the tool was free when it was approved.
+    pub approved: Option<String>,
+    /// The publisher's price now.
+    pub price: String,
 }
 
 async fn service(state: &AppState, slug: &str) -> Result<std::sync::Arc<ServiceRecord>, ApiError> {
@@ -110,6 +125,22 @@ async fn view(state: &AppState, budget: &Budget) -> Result<AllowanceView, ApiErr
             _ => Some("allowance"),
         }
     };
+    let current = state.services.get(&budget.service).await?.map(|service| service.prices.clone()).unwrap_or_default();
+    let mut prices_in_force = std::collections::BTreeMap::new();
+    let mut pending_increases = Vec::new();
+    for (tool, price) in &current {
+        let in_force = budget.price_in_force(tool, *price);
+        if let Some(in_force) = in_force {
+            prices_in_force.insert(tool.clone(), in_force.to_string());
+        }
+        if in_force != Some(*price) {
+            pending_increases.push(PendingIncrease {
+                tool: tool.clone(),
+                approved: in_force.map(|amount| amount.to_string()),
+                price: price.to_string(),
+            });
+        }
+    }
     Ok(AllowanceView {
         service: budget.service.to_string(),
         approved: budget.approved.to_string(),
@@ -123,6 +154,8 @@ async fn view(state: &AppState, budget: &Budget) -> Result<AllowanceView, ApiErr
         wallet_balance: balance.to_string(),
         ledger_cap: budget.ledger_cap.map(|cap| cap.to_string()),
         stopped_by: stopped_by.map(str::to_owned),
+        prices_in_force,
+        pending_increases,
     })
 }
 
@@ -271,7 +304,18 @@ async fn approve_under_ceiling(
             Amount::ZERO
         }
     };
-    state.store.set_approved(&tenant, &service.slug, request.amount, expires_at, Some(cap), Some(&approval)).await?;
+    state
+        .store
+        .set_approved(
+            &tenant,
+            &service.slug,
+            request.amount,
+            expires_at,
+            Some(cap),
+            Some(&service.prices),
+            Some(&approval),
+        )
+        .await?;
     // New holds draw on the new approval from now on.
     state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)
 }

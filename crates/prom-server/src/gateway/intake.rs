@@ -121,6 +121,11 @@ pub async fn read_message(
             let refusal = Refusal { price, available, expiring };
             return Ok(Err(allowance_exceeded(state, service, headers, Some(id), refusal)));
         }
+        Ok(ChargeOpResult::PriceNotApproved) => {
+            watch.finish(Outcome::AllowanceExceeded);
+            let tool = envelope.tool().unwrap_or_default();
+            return Ok(Err(price_not_approved(state, service, headers, Some(id), tool, price)));
+        }
         Ok(other) => {
             return Err(ApiError::internal(std::io::Error::other(format!("unexpected hold result {other:?}"))));
         }
@@ -179,6 +184,53 @@ fn cancel_by_upstream_id(state: &AppState, scope: &CallScope, envelope: &Envelop
     }
 }
 
+/// Where the agent's person manages the allowance for `service`.
+fn manage_url(state: &AppState, service: &ServiceRecord, headers: &HeaderMap) -> String {
+    let base = match &state.config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
+            format!("http://{host}")
+        }
+    };
+    format!("{base}/app/store/{}", service.slug)
+}
+
+/// The answer to a paid call whose tool now costs more than the tenant's approval covers (or was
+/// free when it approved): a JSON-RPC error (the upstream was never called) asking it to approve
+/// the new price.
+fn price_not_approved(
+    state: &AppState,
+    service: &ServiceRecord,
+    headers: &HeaderMap,
+    id: Option<&Value>,
+    tool: &str,
+    price: Amount,
+) -> Response {
+    let manage_url = manage_url(state, service, headers);
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id.cloned().unwrap_or(Value::Null),
+        "error": {
+            "code": rpc::ALLOWANCE_EXCEEDED,
+            "message": format!(
+                "ALLOWANCE_EXCEEDED: {tool} now costs {price}, a price your allowance for {} has not approved; \
+                 approve it again at {manage_url} (or PUT /v1/services/{}/allowance) to accept the new price",
+                service.slug, service.slug
+            ),
+            "data": {
+                "code": "ALLOWANCE_EXCEEDED",
+                "reason": "price_not_approved",
+                "service": service.slug.as_str(),
+                "tool": tool,
+                "price": price.to_string(),
+                "manage_url": manage_url,
+            }
+        }
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
 /// Why a hold was refused.
 pub struct Refusal {
     pub price: Amount,
@@ -196,14 +248,7 @@ pub fn allowance_exceeded(
     id: Option<&Value>,
     Refusal { price, available, expiring }: Refusal,
 ) -> Response {
-    let base = match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
-            format!("http://{host}")
-        }
-    };
-    let manage_url = format!("{base}/app/store/{}", service.slug);
+    let manage_url = manage_url(state, service, headers);
     let body = json!({
         "jsonrpc": "2.0",
         "id": id.cloned().unwrap_or(Value::Null),

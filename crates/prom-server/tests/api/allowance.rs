@@ -109,6 +109,7 @@ async fn approving_sets_the_budget_that_paid_calls_draw_on() {
             "approved": "1000", "held": "0", "unsettled": "0", "settled": "0", "available": "1000",
             "expires_at": null, "paid_calls_stop_at": null, "ledger_allowance": "1000", "wallet_balance": "10000",
             "ledger_cap": "1000", "stopped_by": null,
+            "prices_in_force": {"broken": "100", "echo": "100"}, "pending_increases": [],
         })
     );
     assert_eq!(allowance(&owner).await, view, "GET shows what PUT answered");

@@ -41,7 +41,7 @@ async fn approve(app: &TestApp, owner: &TestUser, amount: u128) {
 async fn approve_until(app: &TestApp, owner: &TestUser, amount: u128, expires_at: Option<Timestamp>) {
     let slug = ServiceSlug::parse("paid").expect("slug");
     let approved = Amount::new(amount);
-    app.state.store.set_approved(&tenant(owner), &slug, approved, expires_at, None, None).await.expect("approve");
+    app.state.store.set_approved(&tenant(owner), &slug, approved, expires_at, None, None, None).await.expect("approve");
     app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
 }
 

@@ -177,3 +177,54 @@ async fn a_deleted_slug_pays_its_publisher_and_its_successor_inherits_no_allowan
     assert_eq!(balance(&s, &successor).await, 2 * 800, "the successor is paid for its own calls only");
     assert_eq!(balance(&s, &s.publisher).await, 2 * PRICE, "and the first publisher keeps what it earned");
 }
+
+/// A publisher raises a price while a consumer holds an allowance: the consumer goes on paying
+/// what it approved until it approves again; a newly priced tool waits for its approval; a price
+/// cut applies at once; and both tenants' audit logs show the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_raised_applies_to_a_consumer_only_once_it_approves_again() {
+    let s = setup(0).await;
+    mint(&s, 100_000).await;
+    let (status, body) = s.consumer.put("/v1/services/paid/allowance", json!({"amount": "10000"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["prices_in_force"], json!({"echo": "100"}), "{body}");
+    assert_eq!(paid_calls(&s, 1).await, 1);
+
+    let raise = json!({"prices": {"echo": "800", "stream": "50"}});
+    let (status, body) = s.publisher.patch("/v1/services/paid", raise).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(paid_calls(&s, 1).await, 1);
+    let view = allowance(&s).await;
+    assert_eq!(view["unsettled"], "200", "the raise does not apply without consent: {view}");
+    assert_eq!(view["prices_in_force"], json!({"echo": "100"}), "{view}");
+    assert_eq!(
+        view["pending_increases"],
+        json!([{"tool": "echo", "approved": "100", "price": "800"}, {"tool": "stream", "approved": null, "price": "50"}]),
+        "{view}"
+    );
+    let refused = mcp_post(&s.app, "paid", Cred::ApiKey(&s.key), &call(9, "stream"), &[]).await;
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refused["error"]["data"]["reason"], "price_not_approved", "{refused}");
+
+    let changes = s.consumer.audit("?action=service.price_change").await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["actor"]["type"], "publisher", "{changes:?}");
+    assert_eq!(changes[0]["details"]["after"]["echo"], "800", "{changes:?}");
+    let updates = s.publisher.audit("?action=service.update").await;
+    assert_eq!(updates[0]["details"]["prices"]["after"]["echo"], "800", "{updates:?}");
+
+    // Approving again accepts the new prices.
+    let (status, body) = s.consumer.put("/v1/services/paid/allowance", json!({"amount": "10000"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pending_increases"], json!([]), "{body}");
+    assert_eq!(paid_calls(&s, 1).await, 1);
+    assert_eq!(allowance(&s).await["unsettled"], "1000");
+
+    // A cut applies at once.
+    let (status, body) =
+        s.publisher.patch("/v1/services/paid", json!({"prices": {"echo": "30", "stream": "50"}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(paid_calls(&s, 1).await, 1);
+    assert_eq!(allowance(&s).await["unsettled"], "1030");
+    assert_funded(&s).await;
+}

@@ -183,7 +183,11 @@ fn tenant(owner: &TestUser) -> TenantId {
 
 async fn approve(app: &TestApp, owner: &TestUser, slug: &str, amount: u128) {
     let slug = ServiceSlug::parse(slug).expect("slug");
-    app.state.store.set_approved(&tenant(owner), &slug, Amount::new(amount), None, None, None).await.expect("approve");
+    app.state
+        .store
+        .set_approved(&tenant(owner), &slug, Amount::new(amount), None, None, None, None)
+        .await
+        .expect("approve");
     app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
 }
 

@@ -35,7 +35,7 @@ async fn a_batch_holds_in_order_and_never_past_the_approval(store: SqlStore) {
     let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
     let tenant = acme.tenant_id().clone();
     let alpha = service_slug("alpha");
-    store.set_approved(&tenant, &alpha, Amount::new(3 * BIG), None, None, None).await.unwrap();
+    store.set_approved(&tenant, &alpha, Amount::new(3 * BIG), None, None, None, None).await.unwrap();
 
     let (a, b, c) = (hold(&tenant, &key.id, BIG), hold(&tenant, &key.id, 2 * BIG), hold(&tenant, &key.id, 1));
     let ops = [ChargeOp::Reserve(a.clone()), ChargeOp::Reserve(b.clone()), ChargeOp::Reserve(c.clone())];
@@ -67,7 +67,7 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
     let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
     let tenant = acme.tenant_id().clone();
     let alpha = service_slug("alpha");
-    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None, None, None).await.unwrap();
+    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None, None, None, None).await.unwrap();
 
     let captured = hold(&tenant, &key.id, 2 * BIG);
     let released = hold(&tenant, &key.id, BIG);
@@ -109,7 +109,7 @@ async fn charges_resolved_in_memory_are_written_once_with_the_budget(store: SqlS
     assert_eq!(batch.amount, Amount::new(2 * BIG));
 
     // An approval made meanwhile (settled restarts at zero) is what the next write builds on.
-    store.set_approved(&tenant, &alpha, Amount::new(20 * BIG), None, None, None).await.unwrap();
+    store.set_approved(&tenant, &alpha, Amount::new(20 * BIG), None, None, None, None).await.unwrap();
     let more = hold(&tenant, &key.id, BIG);
     let resolved = [ResolvedCharge { charge: more, state: ChargeState::Captured, resolved_at: t0() }];
     let after = store.record_resolved(&resolved, &[], t0()).await.unwrap();
@@ -153,7 +153,7 @@ async fn a_backlog_settles_in_bounded_batches_covering_each_charge_once(store: S
     let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
     let tenant = acme.tenant_id().clone();
     let alpha = service_slug("alpha");
-    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None, None, None).await.unwrap();
+    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None, None, None, None).await.unwrap();
     // 2,500 captured charges: 2,499 of 1 and one of 2^100.
     let mut resolved: Vec<ResolvedCharge> = (0..2_499)
         .map(|_| ResolvedCharge { charge: hold(&tenant, &key.id, 1), state: ChargeState::Captured, resolved_at: t0() })
@@ -195,12 +195,13 @@ async fn an_approval_and_its_audit_row_are_written_together_or_not_at_all(store:
         details: serde_json::json!({ "amount": amount.to_string() }),
     };
     store
-        .set_approved(&tenant, &alpha, Amount::new(500), None, None, Some(&approval(tenant.clone(), 500)))
+        .set_approved(&tenant, &alpha, Amount::new(500), None, None, None, Some(&approval(tenant.clone(), 500)))
         .await
         .unwrap();
     // An audit row that cannot be written (its tenant does not exist) takes the approval with it.
     let nobody = prom_core::id::TenantId::new();
-    let failed = store.set_approved(&tenant, &alpha, Amount::new(900), None, None, Some(&approval(nobody, 900))).await;
+    let failed =
+        store.set_approved(&tenant, &alpha, Amount::new(900), None, None, None, Some(&approval(nobody, 900))).await;
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(store.budget(&tenant, &alpha).await.unwrap().approved, Amount::new(500), "the approval was undone");
     let filter = AuditFilter { action: Some(AuditAction::AllowanceApprove), ..crate::support::everything() };
@@ -214,7 +215,7 @@ async fn a_batch_takes_only_what_the_ledger_can_pay(store: SqlStore) {
     let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
     let tenant = acme.tenant_id().clone();
     let alpha = service_slug("alpha");
-    store.set_approved(&tenant, &alpha, Amount::new(1_000), None, None, None).await.unwrap();
+    store.set_approved(&tenant, &alpha, Amount::new(1_000), None, None, None, None).await.unwrap();
     let resolved: Vec<ResolvedCharge> = (0..3)
         .map(|_| ResolvedCharge {
             charge: hold(&tenant, &key.id, 100),

@@ -221,7 +221,7 @@ async fn approved_budget(store: &SqlStore, approved: u128) -> (TenantId, Service
     let (_, key) = insert_key(store, &hasher(), &acme, "agent", Timestamp::now()).await;
     let tenant = acme.tenant_id().clone();
     let alpha = service_slug("alpha");
-    store.set_approved(&tenant, &alpha, Amount::new(approved), None, None, None).await.unwrap();
+    store.set_approved(&tenant, &alpha, Amount::new(approved), None, None, None, None).await.unwrap();
     (tenant, alpha, key.id)
 }
 

@@ -114,7 +114,10 @@ async fn traffic(store: &SqlStore) -> (KeyRecord, KeyRecord, KeyRecord) {
     ];
     store.record_usage(&events, &[]).await.unwrap();
     for (tenant, service) in [(&acme.tenant.id, "alpha"), (&acme.tenant.id, "beta"), (&rival.tenant.id, "alpha")] {
-        store.set_approved(tenant, &service_slug(service), Amount::new(u128::MAX), None, None, None).await.unwrap();
+        store
+            .set_approved(tenant, &service_slug(service), Amount::new(u128::MAX), None, None, None, None)
+            .await
+            .unwrap();
     }
     charge(store, &k1, "alpha", "search", BIG, t, End::Captured).await;
     charge(store, &k1, "alpha", "search", BIG, shift(t, HOUR), End::Captured).await;
