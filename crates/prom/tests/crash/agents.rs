@@ -55,8 +55,10 @@ fn answer(body: &str, sse: bool, id: u64) -> Option<Value> {
             data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
         } else if line.is_empty() && !data.is_empty() {
             let event = std::mem::take(&mut data);
+            // Compared as numbers: a call sent as `5.0` may come back as `5.0` or `5`.
+            let wanted = id as f64;
             if let Ok(message) = serde_json::from_str::<Value>(&event)
-                && message["id"] == id
+                && message["id"].as_f64() == Some(wanted)
             {
                 return Some(message);
             }
@@ -93,8 +95,10 @@ async fn open_session(client: &reqwest::Client, url: &str, key: &str) -> Option<
 }
 
 async fn call_fortune(client: &reqwest::Client, url: &str, key: &str, session: &str, id: u64) -> Call {
-    let call =
-        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "fortune", "arguments": {}}});
+    // Every other call has a float id (`5.0`): SDK servers answer it as `5`, which once let its
+    // paid result through unmatched and uncharged; the audit's "settled >= served" catches that.
+    let wire_id = if id % 2 == 0 { json!(id) } else { json!(id as f64) };
+    let call = json!({"jsonrpc": "2.0", "id": wire_id, "method": "tools/call", "params": {"name": "fortune", "arguments": {}}});
     let response = match mcp_request(client, url, key, Some(session)).json(&call).send().await {
         Ok(response) => response,
         // Nobody listening: the request never reached a server.

@@ -13,7 +13,8 @@
 //! until nothing is held or unsettled, stops the server gracefully, and audits the database file:
 //!
 //! - no charge is left held or captured; each is released or settled, at the tool's price;
-//! - per key, settled charges ≥ served calls (every served call was captured), and settled −
+//! - per key, settled charges ≥ served calls (every served call was captured — every other call
+//!   uses a float id like `5.0`, which SDK servers answer as `5`), and settled −
 //!   served ≤ in-doubt calls. That is the one known window: a capture committed just before the
 //!   kill, whose result never reached the agent — charged, not served. At most one call per agent
 //!   is in flight at a kill, so in-doubt calls ≤ kills × agents. Released charges are holds the
