@@ -97,7 +97,7 @@ async fn open_session(client: &reqwest::Client, url: &str, key: &str) -> Option<
 async fn call_fortune(client: &reqwest::Client, url: &str, key: &str, session: &str, id: u64) -> Call {
     // Every other call has a float id (`5.0`): SDK servers answer it as `5`, which once let its
     // paid result through unmatched and uncharged; the audit's "settled >= served" catches that.
-    let wire_id = if id % 2 == 0 { json!(id) } else { json!(id as f64) };
+    let wire_id = if id.is_multiple_of(2) { json!(id) } else { json!(id as f64) };
     let call = json!({"jsonrpc": "2.0", "id": wire_id, "method": "tools/call", "params": {"name": "fortune", "arguments": {}}});
     let response = match mcp_request(client, url, key, Some(session)).json(&call).send().await {
         Ok(response) => response,
