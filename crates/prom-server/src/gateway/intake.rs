@@ -208,25 +208,28 @@ fn price_not_approved(
     price: Amount,
 ) -> Response {
     let manage_url = manage_url(state, service, headers);
+    let message = format!(
+        "ALLOWANCE_EXCEEDED: {tool} now costs {price}, a price your allowance for {} has not approved; approve it \
+         again at {manage_url} (or PUT /v1/services/{}/allowance) to accept the new price",
+        service.slug, service.slug
+    );
+    let data = json!({
+        "code": "ALLOWANCE_EXCEEDED",
+        "reason": "price_not_approved",
+        "service": service.slug.as_str(),
+        "tool": tool,
+        "price": price.to_string(),
+        "manage_url": manage_url,
+    });
+    allowance_error(id, message, data)
+}
+
+/// An `ALLOWANCE_EXCEEDED` JSON-RPC error for the call `id` (HTTP 200: the MCP exchange worked).
+fn allowance_error(id: Option<&Value>, message: String, data: Value) -> Response {
     let body = json!({
         "jsonrpc": "2.0",
         "id": id.cloned().unwrap_or(Value::Null),
-        "error": {
-            "code": rpc::ALLOWANCE_EXCEEDED,
-            "message": format!(
-                "ALLOWANCE_EXCEEDED: {tool} now costs {price}, a price your allowance for {} has not approved; \
-                 approve it again at {manage_url} (or PUT /v1/services/{}/allowance) to accept the new price",
-                service.slug, service.slug
-            ),
-            "data": {
-                "code": "ALLOWANCE_EXCEEDED",
-                "reason": "price_not_approved",
-                "service": service.slug.as_str(),
-                "tool": tool,
-                "price": price.to_string(),
-                "manage_url": manage_url,
-            }
-        }
+        "error": { "code": rpc::ALLOWANCE_EXCEEDED, "message": message, "data": data }
     });
     (StatusCode::OK, axum::Json(body)).into_response()
 }
@@ -249,36 +252,29 @@ pub fn allowance_exceeded(
     Refusal { price, available, expiring }: Refusal,
 ) -> Response {
     let manage_url = manage_url(state, service, headers);
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": id.cloned().unwrap_or(Value::Null),
-        "error": {
-            "code": rpc::ALLOWANCE_EXCEEDED,
-            "message": if expiring {
-                format!(
-                    "ALLOWANCE_EXCEEDED: your allowance for {} has expired, or expires too soon for this call to be \
-                     settled (paid calls stop {} s before it expires); approve it again with a later expires_at at \
-                     {manage_url} (or PUT /v1/services/{}/allowance)",
-                    service.slug,
-                    state.charges.margins().hold_ms / 1000,
-                    service.slug
-                )
-            } else {
-                format!(
-                    "ALLOWANCE_EXCEEDED: this call costs {price} but only {available} is left of your allowance for \
-                     {}; raise it at {manage_url} (or PUT /v1/services/{}/allowance)",
-                    service.slug, service.slug
-                )
-            },
-            "data": {
-                "code": "ALLOWANCE_EXCEEDED",
-                "service": service.slug.as_str(),
-                "price": price.to_string(),
-                "available": available.to_string(),
-                "expiring": expiring,
-                "manage_url": manage_url,
-            }
-        }
+    let message = if expiring {
+        format!(
+            "ALLOWANCE_EXCEEDED: your allowance for {} has expired, or expires too soon for this call to be settled \
+             (paid calls stop {} s before it expires); approve it again with a later expires_at at {manage_url} \
+             (or PUT /v1/services/{}/allowance)",
+            service.slug,
+            state.charges.margins().hold_ms / 1000,
+            service.slug
+        )
+    } else {
+        format!(
+            "ALLOWANCE_EXCEEDED: this call costs {price} but only {available} is left of your allowance for {}; \
+             raise it at {manage_url} (or PUT /v1/services/{}/allowance)",
+            service.slug, service.slug
+        )
+    };
+    let data = json!({
+        "code": "ALLOWANCE_EXCEEDED",
+        "service": service.slug.as_str(),
+        "price": price.to_string(),
+        "available": available.to_string(),
+        "expiring": expiring,
+        "manage_url": manage_url,
     });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    allowance_error(id, message, data)
 }
