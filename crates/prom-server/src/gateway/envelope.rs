@@ -201,6 +201,10 @@ pub enum Message {
 
 impl Message {
     pub fn read(message: &[u8]) -> Self {
+        // serde reads a struct from an array too; a JSON-RPC message is an object.
+        if !super::ids::is_object(message) {
+            return Self::Unreadable;
+        }
         let Ok(raw) = serde_json::from_slice::<RawMessage>(message) else { return Self::Unreadable };
         let outcome = match (raw.result, raw.error) {
             (Some(result), _) if result.is_error == Some(true) => Outcome::ToolError,
@@ -299,6 +303,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":2,"id":1,"result":{}}"#,
             br#"{"jsonrpc":"2.0","id":1,"result":{"isError":"yes"}}"#,
             br#"{"jsonrpc":"2.0","id":1}"#,
+            br#"[5, null, {"isError": false}]"#,
         ] {
             assert_eq!(Message::read(unreadable), Message::Unreadable, "{}", String::from_utf8_lossy(unreadable));
         }

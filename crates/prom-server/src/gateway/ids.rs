@@ -8,8 +8,6 @@
 //! request's stream): a response with a gateway-made id is delivered only through the paid call
 //! it belongs to, after its capture, and withheld otherwise.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -25,6 +23,11 @@ pub fn new_paid_id() -> String {
 /// Whether `id` is a gateway-made paid-call id.
 pub fn is_paid_id(id: &Value) -> bool {
     id.as_str().is_some_and(|id| id.starts_with(PAID_ID_PREFIX))
+}
+
+/// Whether `message` is (at most) a JSON object: its first byte that is not white space is `{`.
+pub fn is_object(message: &[u8]) -> bool {
+    message.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// A request id in the form JSON-RPC peers compare: strings by their text, numbers by their value,
@@ -67,13 +70,35 @@ pub fn same_id(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// `message` (one JSON-RPC message object) with its `id` replaced; every other member is kept as
-/// it was written (numbers are not re-read, so nothing loses precision).
+/// `message` (one JSON-RPC message object) with its `id` replaced, and every other byte as it was
+/// written: the old id's bytes are found by one parse that skips everything else, and spliced.
 pub fn with_id(message: &[u8], id: &Value) -> Result<Vec<u8>, serde_json::Error> {
-    let mut members: BTreeMap<String, &RawValue> = serde_json::from_slice(message)?;
-    let id = serde_json::value::to_raw_value(id)?;
-    members.insert("id".to_owned(), &id);
-    serde_json::to_vec(&members)
+    /// Borrows the id's text from the message (a duplicate `id` member is an error).
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+    }
+    // serde reads a struct from an array too; a JSON-RPC message is an object.
+    if !is_object(message) {
+        return Err(serde::de::Error::custom("a JSON-RPC message is an object"));
+    }
+    let found: IdOnly<'_> = serde_json::from_slice(message)?;
+    let old = found.id.get().as_bytes();
+    // The borrowed text lies inside `message`: its place there is the pointers' difference.
+    let start = (old.as_ptr() as usize).checked_sub(message.as_ptr() as usize);
+    let Some((start, end)) = start.and_then(|start| Some((start, start.checked_add(old.len())?))) else {
+        return Err(serde::de::Error::custom("the id is not inside the message"));
+    };
+    let (Some(before), Some(after)) = (message.get(..start), message.get(end..)) else {
+        return Err(serde::de::Error::custom("the id is not inside the message"));
+    };
+    let id = serde_json::to_vec(id)?;
+    let mut out = Vec::with_capacity(before.len() + id.len() + after.len());
+    out.extend_from_slice(before);
+    out.extend_from_slice(&id);
+    out.extend_from_slice(after);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -107,6 +132,9 @@ mod tests {
         assert!(text.contains(r#""id":"prom-call-abc""#), "{text}");
         assert!(text.contains("123456789012345678901234567890"), "big numbers are not re-read: {text}");
         assert!(with_id(b"[1]", &json!(1)).is_err());
+        assert!(with_id(br#"{"id":1,"id":2,"result":{}}"#, &json!(3)).is_err(), "a duplicate id is not rewritten");
+        let spaced = br#"{ "result" : {"id": 9} , "id" : "x\"y" }"#;
+        assert_eq!(with_id(spaced, &json!(1.0)).unwrap(), br#"{ "result" : {"id": 9} , "id" : 1.0 }"#.to_vec());
         let paid = new_paid_id();
         assert!(is_paid_id(&json!(paid)));
         assert_eq!(paid.len(), PAID_ID_PREFIX.len() + 32);
