@@ -37,9 +37,10 @@ pub struct Budget {
     /// keep `held + unsettled` within it, so that what the new allowance must cover cannot grow
     /// past it meanwhile. Cleared when the approval is recorded (or given up).
     pub ceiling: Option<Amount>,
-    /// What the ledger can still pay for this budget, as last read: the allowance left and the
-    /// wallet's balance (the smaller), less the fee of the transfer that will pay it. New holds
-    /// keep `held + unsettled` within it. `None`: not read yet (no limit beyond the approval).
+    /// This budget's slice of the wallet (see [`crate::wallet`]): what the ledger can pay for it,
+    /// within its ledger allowance left and its share of the balance that the tenant's other
+    /// budgets leave. New holds keep `held + unsettled` within it; each settlement takes its
+    /// amount and fee out of it. `None`: never cut (no limit beyond the approval).
     pub ledger_cap: Option<Amount>,
     /// The prices the tenant's approval covers (`None`: approved before prices were recorded,
     /// so the current ones apply).
@@ -171,10 +172,16 @@ impl Budget {
         Ok(())
     }
 
-    /// A settlement paid `amount` of what was unsettled.
-    pub fn settle(&mut self, amount: Amount) -> Result<(), MoneyError> {
+    /// A settlement paid `amount` of what was unsettled, and the ledger took `fee` besides: both
+    /// left the wallet, so the budget's slice of it shrinks by both at once (what is open shrinks
+    /// by `amount` only), until the next read of the balance draws it again.
+    pub fn settle(&mut self, amount: Amount, fee: Amount) -> Result<(), MoneyError> {
         self.unsettled = sub(self.unsettled, amount, "settled more than was unsettled")?;
         self.settled = add(self.settled, amount, "settled overflows")?;
+        if let Some(cap) = self.ledger_cap {
+            let spent = add(amount, fee, "a settlement and its fee overflow")?;
+            self.ledger_cap = Some(cap.checked_sub(spent).unwrap_or(Amount::ZERO));
+        }
         Ok(())
     }
 

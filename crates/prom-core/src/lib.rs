@@ -21,6 +21,7 @@ pub mod store;
 pub mod time;
 pub mod usage;
 pub mod user;
+pub mod wallet;
 
 /// Fills `buf` from the operating system's CSPRNG.
 ///

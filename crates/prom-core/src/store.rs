@@ -306,10 +306,11 @@ pub trait ChargeStore: Send + Sync {
     /// The tenant's budget for a service (an empty one when nothing was ever approved).
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget>;
     /// Records the allowance the tenant approved on the ledger (what new holds may draw on), with
-    /// what the ledger can pay for it (`ledger_cap`, see [`Budget::ledger_cap`]; `None`: not
-    /// known), the prices the approval covers (`None`: whatever is current), and `audit` (the
-    /// `allowance.approve` row) in the same transaction. What is held and
-    /// unsettled stays: it is owed, whatever the new amount.
+    /// the prices the approval covers (`None`: whatever is current) and `audit` (the
+    /// `allowance.approve` row) in the same transaction. `ledger_cap` is the budget's slice of
+    /// the wallet (see [`Budget::ledger_cap`]) when it has none yet; a budget already sliced
+    /// keeps its slice until the wallet is cut again. What is held and unsettled stays: it is
+    /// owed, whatever the new amount.
     ///
     /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
     #[expect(clippy::too_many_arguments, reason = "one approval: its amount, expiry, cap, prices and audit row")]
@@ -392,30 +393,43 @@ pub trait ChargeStore: Send + Sync {
         settlement: &crate::charge::Settlement,
         created_at_time: u64,
     ) -> StoreResult<bool>;
-    /// The ledger accepted the transfer (or reported it a duplicate): the charges are settled.
+    /// The ledger accepted the transfer (or reported it a duplicate): the charges are settled, and
+    /// the budget's slice of the wallet shrinks by the amount and the ledger's `fee`.
     async fn complete_settlement(
         &self,
         settlement: &crate::charge::Settlement,
         block: u64,
         at: Timestamp,
+        fee: crate::money::Amount,
     ) -> StoreResult<()>;
     /// Releases holds placed before `before` that were never captured or released: their requests
     /// died with a previous process. Returns how many were released.
     async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64>;
-    /// Records what the ledger can still pay for the budget (`cap`: the ledger allowance left and
-    /// the wallet balance, the smaller, less the fee of the transfer that pays it) as its
-    /// [`Budget::ledger_cap`], raised or lowered — unless a settlement batch of the budget is
-    /// pending (the ledger may have applied it already). What was approved is never changed: a
-    /// user who lowered the allowance or emptied the wallet elsewhere stops new holds at once, and
-    /// one who funds the wallet again resumes them.
+    /// Every budget of the tenant, in service order.
+    async fn tenant_budgets(&self, tenant: &TenantId) -> StoreResult<Vec<Budget>>;
+    /// Cuts the tenant's wallet into slices, one per budget (its [`Budget::ledger_cap`], see
+    /// [`crate::wallet`]), from the budgets' rows under their locks (on PostgreSQL the rows count
+    /// every node's holds) — unless the budgets are no longer as in `seen`, read before the
+    /// wallet was: a settlement or an approval since makes the read stale, and nothing is written
+    /// (`false`).
     ///
     /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
-    async fn cap_budget(
+    async fn slice_wallet(
         &self,
         tenant: &TenantId,
-        service: &ServiceSlug,
-        cap: crate::money::Amount,
-    ) -> StoreResult<Budget>;
+        seen: &[Budget],
+        wallet: &crate::wallet::WalletRead,
+        now: Timestamp,
+        margins: crate::charge::ExpiryMargins,
+    ) -> StoreResult<bool>;
+    /// Writes slices the in-memory book cut from its own holds, in one transaction — unless the
+    /// budgets' rows are no longer as in `seen` (`false`, as for [`ChargeStore::slice_wallet`]).
+    async fn set_ledger_caps(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        caps: &[(ServiceSlug, crate::money::Amount)],
+    ) -> StoreResult<bool>;
 }
 
 /// Everything the server needs from storage.

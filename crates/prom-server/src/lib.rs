@@ -5,15 +5,14 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
-pub mod charging;
 pub mod config;
 pub mod directory;
 pub mod error;
 pub mod gateway;
 mod logging;
 pub mod metrics;
+pub mod money;
 pub mod redact;
-pub mod settlement;
 pub mod state;
 pub mod usage;
 

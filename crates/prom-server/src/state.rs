@@ -13,12 +13,12 @@ use secrecy::SecretSlice;
 use crate::auth::pool::HashingPool;
 use crate::auth::throttle::ClientThrottle;
 use crate::auth::verifier::{KeyVerifier, VerifierSettings};
-use crate::charging::ChargeBook;
 use crate::config::ServerConfig;
 use crate::directory::ServiceDirectory;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::settlement::Settler;
+use crate::money::Settler;
+use crate::money::{Allowances, ChargeBook};
 use crate::usage::UsageRecorder;
 
 /// Settings names. Never rename: they hold the deployment's key salt and digest parameters.
@@ -38,6 +38,8 @@ pub struct AppState {
     pub services: Arc<ServiceDirectory>,
     pub gateway: Arc<Gateway>,
     pub charges: ChargeBook,
+    /// Approvals and the wallets' slices (the money module's writers beside the book).
+    pub allowances: Allowances,
     pub ledger: Arc<dyn Ledger>,
     pub settler: Settler,
 }
@@ -101,7 +103,8 @@ impl AppState {
             config.settle_interval_secs,
         ));
         let charges = ChargeBook::spawn(store.clone(), margins);
-        let settler = Settler::new(store.clone(), ledger.clone(), charges.clone());
+        let allowances = Allowances::new(store.clone(), ledger.clone(), charges.clone());
+        let settler = Settler::new(allowances.clone());
         // Holds left by requests that died with a previous process are given back. With one
         // process (the default) that is every hold placed before this start; with several nodes
         // on one database, only holds older than any request can live.
@@ -125,6 +128,7 @@ impl AppState {
             services: services.clone(),
             gateway,
             charges,
+            allowances,
             settler,
             ledger,
         })

@@ -50,3 +50,5 @@ mod stdio;
 mod tool_errors;
 #[path = "api/usage.rs"]
 mod usage;
+#[path = "api/wallets.rs"]
+mod wallets;

@@ -281,7 +281,7 @@ impl ChargeStore for SqlStore {
                 "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at, ledger_cap, prices) \
                  VALUES ($1, $2, $3, $4, '0', '0', '0', $5, $6, $7) \
                  ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', ceiling = NULL, \
-                 updated_at = $5, ledger_cap = $6, prices = $7",
+                 updated_at = $5, ledger_cap = COALESCE(budgets.ledger_cap, $6), prices = $7",
             )
             .bind(tenant.as_str())
             .bind(service.as_str())
@@ -555,8 +555,9 @@ impl ChargeStore for SqlStore {
         settlement: &prom_core::charge::Settlement,
         block: u64,
         at: Timestamp,
+        fee: Amount,
     ) -> StoreResult<()> {
-        crate::settlement::complete_settlement(self, settlement, block, at).await
+        crate::settlement::complete_settlement(self, settlement, block, at, fee).await
     }
 
     async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64> {
@@ -577,8 +578,28 @@ impl ChargeStore for SqlStore {
         Ok(released)
     }
 
-    async fn cap_budget(&self, tenant: &TenantId, service: &ServiceSlug, cap: Amount) -> StoreResult<Budget> {
-        crate::settlement::cap_budget(self, tenant, service, cap).await
+    async fn tenant_budgets(&self, tenant: &TenantId) -> StoreResult<Vec<Budget>> {
+        crate::wallet::tenant_budgets(self, tenant).await
+    }
+
+    async fn slice_wallet(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        wallet: &prom_core::wallet::WalletRead,
+        now: Timestamp,
+        margins: ExpiryMargins,
+    ) -> StoreResult<bool> {
+        crate::wallet::slice_wallet(self, tenant, seen, wallet, now, margins).await
+    }
+
+    async fn set_ledger_caps(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        caps: &[(ServiceSlug, Amount)],
+    ) -> StoreResult<bool> {
+        crate::wallet::set_ledger_caps(self, tenant, seen, caps).await
     }
 }
 

@@ -21,6 +21,7 @@ mod settings;
 mod settlement;
 mod usage;
 mod users;
+mod wallet;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -295,6 +295,7 @@ pub(crate) async fn complete_settlement(
     settlement: &Settlement,
     block: u64,
     at: Timestamp,
+    fee: Amount,
 ) -> StoreResult<()> {
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
@@ -315,51 +316,21 @@ pub(crate) async fn complete_settlement(
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            budget.settle(settlement.amount).map_err(crate::charges::corrupt)?;
-            sqlx::query("UPDATE budgets SET unsettled = $1, settled = $2, updated_at = $3 WHERE tenant_id = $4 AND service = $5")
+            budget.settle(settlement.amount, fee).map_err(crate::charges::corrupt)?;
+            sqlx::query(
+                "UPDATE budgets SET unsettled = $1, settled = $2, updated_at = $3, ledger_cap = $6 \
+                 WHERE tenant_id = $4 AND service = $5",
+            )
                 .bind(budget.unsettled.to_string())
                 .bind(budget.settled.to_string())
                 .bind(at.as_millis())
                 .bind(settlement.tenant_id.as_str())
                 .bind(settlement.service.as_str())
+                .bind(budget.ledger_cap.map(|cap| cap.to_string()))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
     })
-}
-
-pub(crate) async fn cap_budget(
-    store: &SqlStore,
-    tenant: &TenantId,
-    service: &ServiceSlug,
-    cap: Amount,
-) -> StoreResult<Budget> {
-    with_write!(store, pool => {
-        // Under the budget's lock, and never while a batch is pending: the ledger may already
-        // have applied that batch (its allowance is lower) while the budget still counts it as
-        // unsettled, and the cap would then count it twice.
-        let mut tx = pool.begin().await.map_err(db_err)?;
-        crate::charges::lock_budget!(&mut *tx, tenant.as_str(), service.as_str())?;
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM settlements WHERE tenant_id = $1 AND service = $2 AND state = 'pending'",
-        )
-        .bind(tenant.as_str())
-        .bind(service.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if pending == 0 {
-            sqlx::query("UPDATE budgets SET ledger_cap = $1 WHERE tenant_id = $2 AND service = $3")
-                .bind(cap.to_string())
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-    });
-    store.budget(tenant, service).await
 }

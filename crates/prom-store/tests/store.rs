@@ -64,3 +64,5 @@ mod touch;
 mod usage;
 #[path = "store/users.rs"]
 mod users;
+#[path = "store/wallet.rs"]
+mod wallet;

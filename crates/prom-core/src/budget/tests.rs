@@ -89,7 +89,7 @@ fn overflow_and_underflow_are_errors_not_saturated_values() {
     budget.approved = Amount::new(10);
     let now = Timestamp::from_millis(0);
     assert!(budget.end_hold(Amount::new(1), true, now, ExpiryMargins::NONE).is_err(), "nothing was held");
-    assert!(budget.settle(Amount::new(1)).is_err(), "nothing was unsettled");
+    assert!(budget.settle(Amount::new(1), Amount::ZERO).is_err(), "nothing was unsettled");
     budget.settled = Amount::new(11);
     assert!(budget.check().is_err());
     assert!(budget.available(now, ExpiryMargins::NONE).is_err(), "a broken invariant is not hidden");
@@ -123,6 +123,13 @@ fn the_ledger_cap_bounds_holds_without_touching_the_approval() {
     assert_eq!((budget.held, budget.unsettled), (Amount::new(200), Amount::new(300)));
     assert_eq!(budget.available(now, none).unwrap(), Amount::ZERO, "still no funds behind new holds");
     budget.check().unwrap();
+    // Funded again (slice 600 for the 500 open), then 300 settled with a fee of 10: the wallet
+    // paid 310, so the 100 of room left shrinks to 90.
+    budget.ledger_cap = Some(Amount::new(600));
+    assert_eq!(budget.end_hold(Amount::new(200), true, now, none).unwrap(), HoldEnd::Captured);
+    budget.settle(Amount::new(300), Amount::new(10)).unwrap();
+    assert_eq!(budget.ledger_cap, Some(Amount::new(290)));
+    assert_eq!(budget.available(now, none).unwrap(), Amount::new(90));
 }
 
 /// One operation of the property test.
@@ -134,7 +141,7 @@ enum Op {
     Release(usize),
     Cap(u128, u128),
     Ceiling(Option<u128>),
-    Settle(u128),
+    Settle(u128, u128),
     Tick(i64),
 }
 
@@ -146,7 +153,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..8).prop_map(Op::Release),
         1 => (0u128..3_000, 0u128..20).prop_map(|(room, fee)| Op::Cap(room, fee)),
         1 => proptest::option::of(0u128..2_000).prop_map(Op::Ceiling),
-        1 => (0u128..500).prop_map(Op::Settle),
+        1 => (0u128..500, 0u128..20).prop_map(|(amount, fee)| Op::Settle(amount, fee)),
         1 => (0i64..60).prop_map(Op::Tick),
     ]
 }
@@ -207,9 +214,17 @@ proptest! {
                 Op::Capture(_) | Op::Release(_) => {}
                 Op::Cap(room, fee) => budget.cap_to_ledger(Amount::new(room), Amount::new(fee)),
                 Op::Ceiling(ceiling) => budget.ceiling = ceiling.map(Amount::new),
-                Op::Settle(amount) => {
+                Op::Settle(amount, fee) => {
                     let amount = Amount::new(amount).min(budget.unsettled);
-                    budget.settle(amount).unwrap();
+                    let (cap, open) = (budget.ledger_cap, budget.open().unwrap());
+                    budget.settle(amount, Amount::new(fee)).unwrap();
+                    // The wallet paid the amount and the fee: the slice shrinks by both, so what
+                    // new holds may take shrinks by the fee (or to nothing).
+                    if let Some(cap) = cap {
+                        let room_before = cap.units().saturating_sub(open.units());
+                        let room_after = budget.ledger_cap.unwrap().units().saturating_sub(budget.open().unwrap().units());
+                        prop_assert_eq!(room_after, room_before.saturating_sub(fee).min(cap.units().saturating_sub(amount.units() + fee)));
+                    }
                 }
                 Op::Tick(ms) => now += ms,
             }

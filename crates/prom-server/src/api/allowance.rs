@@ -1,15 +1,15 @@
 //! `GET|PUT /v1/services/{slug}/allowance`: how much a tenant lets the platform spend on a
-//! service, with ICRC-2 semantics. `PUT` approves the platform's spender account for the service
-//! on the ledger (on the embedded ledger the server signs for the tenant's dev wallet; with a real
-//! ledger the user's wallet signs and the server only reads), then records the approved amount as
-//! the budget that holds draw on. Funds stay in the tenant's wallet until a charge is settled.
+//! service, with ICRC-2 semantics. `PUT` hands the approval to the money module
+//! (`money::Allowances::approve`): the ledger first (on the embedded ledger the server signs for
+//! the tenant's dev wallet), then the budget that holds draw on, then a new cut of the wallet.
+//! Funds stay in the tenant's wallet until a charge is settled.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use prom_core::access::Role;
 use prom_core::audit::{AuditAction, AuditTarget, NewAuditEvent};
-use prom_core::charge::{Budget, ledger_cap};
-use prom_core::ledger::{AllowanceArgs, ApproveArgs, ApproveError};
+use prom_core::charge::Budget;
+use prom_core::ledger::AllowanceArgs;
 use prom_core::money::Amount;
 use prom_core::service::{ServiceRecord, ServiceSlug};
 use prom_core::time::Timestamp;
@@ -19,9 +19,9 @@ use utoipa::ToSchema;
 
 use super::ApiJson;
 use crate::auth::{ClientMeta, Principal};
-use crate::billing::{platform_spender, tenant_owner, tenant_wallet};
-use crate::charging::ChargeError;
+use crate::billing::{platform_spender, tenant_wallet};
 use crate::error::{ApiError, ErrorBody};
+use crate::money::{Approval, ApprovalError, ChargeError};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,10 +61,12 @@ pub struct AllowanceView {
     pub ledger_allowance: String,
     /// The tenant's wallet balance on the ledger.
     pub wallet_balance: String,
-    /// What the ledger could still pay for this service's held and unsettled calls when last read
-    /// (the ledger allowance left and the wallet balance, the smaller, less the fee of the transfer
-    /// that pays them); `null` until first read. Paid calls stop at it even when the approval
-    /// leaves more: approving more than the wallet holds is allowed, spending it is not.
+    /// This service's slice of the wallet: what its held and unsettled calls may add up to. The
+    /// wallet's balance, less one ledger fee per service that settles, is shared out among the
+    /// tenant's services (each within its ledger allowance left); it is cut again from a fresh
+    /// read every settlement round and after every approval. `null` until first cut. Paid calls
+    /// stop at it even when the approval leaves more: approving more than the wallet holds is
+    /// allowed, spending it is not.
     pub ledger_cap: Option<String>,
     /// Why new paid calls are stopped, when they are: `expiry` (the allowance expires within the
     /// margin), `wallet` (the ledger cannot pay more: fund the wallet, or approve again on the
@@ -194,128 +196,43 @@ pub async fn set_allowance(
 ) -> Result<Json<AllowanceView>, ApiError> {
     principal.require(Role::Admin)?;
     let service = service(&state, &slug).await?;
-    let tenant = principal.tenant_id().clone();
     let expires_at = match request.expires_at.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(Timestamp::parse_rfc3339(raw).ok_or_else(|| {
             ApiError::InvalidRequest("expires_at must be an RFC 3339 time like 2026-12-31T23:59:59Z".into())
         })?),
     };
-    // Paid calls stop a margin before the allowance expires, so that every charge is settled
-    // while it stands: an expiry within that margin would approve an allowance nothing can use.
-    let hold_ms = state.charges.margins().hold_ms;
-    let margin_secs = hold_ms / 1000;
-    if let Some(at) = expires_at
-        && at <= Timestamp::now().plus_millis(hold_ms)
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "expires_at is in the past or less than {margin_secs} s from now: paid calls stop {margin_secs} s \
-             before an allowance expires, so that every charge is settled on the ledger while the allowance \
-             stands; choose a later time"
-        )));
-    }
-    // The approval replaces the allowance and the budget's `settled` restarts at zero, so the new
-    // amount must still cover what paid calls have held or captured and not yet settled: the ledger
-    // would refuse to transfer more than the allowance, and the provider would go unpaid. Paid
-    // calls go on while the ledger is asked, so first a ceiling keeps what they hold and capture
-    // within the new amount; then what they committed before it is checked against that amount.
-    state.store.set_ceiling(&tenant, &service.slug, Some(request.amount)).await?;
-    let approval = approve_under_ceiling(&state, &principal, &meta, &service, &request, expires_at).await;
-    let budget = match approval {
-        Ok(budget) => budget,
-        Err(err) => {
-            // Nothing was approved (or recorded): the old allowance stands, without the ceiling.
-            if let Err(lift) = state.store.set_ceiling(&tenant, &service.slug, None).await {
-                tracing::error!(error = %lift, "an allowance's ceiling could not be lifted after a failed approval");
-            }
-            let _ = state.charges.refresh(&tenant, &service.slug).await;
-            return Err(err);
-        }
-    };
-    Ok(Json(view(&state, &budget).await?))
-}
-
-/// The rest of `set_allowance`, once the ceiling is set: checks what is committed, asks the
-/// ledger, records the approval (which lifts the ceiling) and returns the budget after.
-async fn approve_under_ceiling(
-    state: &AppState,
-    principal: &Principal,
-    meta: &ClientMeta,
-    service: &ServiceRecord,
-    request: &SetAllowanceRequest,
-    expires_at: Option<Timestamp>,
-) -> Result<prom_core::charge::Budget, ApiError> {
-    let tenant = principal.tenant_id().clone();
-    // Every hold from here on sees the ceiling; the budget read now counts every hold before it.
-    let budget = state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)?;
-    let committed = budget.held.checked_add(budget.unsettled).unwrap_or(Amount::new(u128::MAX));
-    if request.amount < committed {
-        return Err(ApiError::Conflict(format!(
-            "paid calls have committed {committed} of this allowance that is not settled yet (held {}, \
-             unsettled {}); approve at least {committed}, or lower it once they have settled",
-            budget.held, budget.unsettled,
-        )));
-    }
-    let nanos = |at: Timestamp| u64::try_from(at.as_millis()).unwrap_or(0).saturating_mul(1_000_000);
-    let approved = state
-        .ledger
-        .approve(
-            &tenant_owner(&tenant),
-            ApproveArgs {
-                from_subaccount: None,
-                spender: platform_spender(&service.slug),
-                amount: request.amount,
-                expected_allowance: request.expected_allowance,
-                expires_at: expires_at.map(nanos),
-                fee: None,
-                memo: None,
-                created_at_time: None,
-            },
-        )
-        .await
-        .map_err(ledger_unavailable)?;
-    if let Err(refusal) = approved {
-        return Err(match refusal {
-            ApproveError::AllowanceChanged { current_allowance } => ApiError::Conflict(format!(
-                "the allowance is {current_allowance}, not the expected_allowance you sent; read it again and retry"
-            )),
-            ApproveError::InsufficientFunds { balance } => ApiError::InvalidRequest(format!(
-                "the wallet holds {balance}, which cannot pay the ledger's approval fee; fund it first"
-            )),
-            ApproveError::Expired { .. } => ApiError::InvalidRequest("expires_at is in the past".into()),
-            other => ApiError::UpstreamUnavailable(format!("the ledger refused the approval: {other}")),
-        });
-    }
-    let approval = NewAuditEvent {
+    let audit = NewAuditEvent {
         at: Timestamp::now(),
-        tenant_id: Some(tenant.clone()),
+        tenant_id: Some(principal.tenant_id().clone()),
         action: AuditAction::AllowanceApprove,
-        context: principal.audit_context(meta),
+        context: principal.audit_context(&meta),
         target: Some(AuditTarget::service(service.slug.as_str(), &service.name)),
         details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
     };
-    // Holds need funds behind them: bound them by what the wallet can pay, read now (the settler
-    // keeps it fresh every round). A balance that cannot be read bounds them to nothing until then.
-    let wallet = tenant_wallet(&tenant);
-    let cap = match (state.ledger.balance_of(&wallet).await, state.ledger.fee().await) {
-        (Ok(balance), Ok(fee)) => ledger_cap(request.amount.min(balance), fee),
-        (Err(err), _) | (_, Err(err)) => {
-            tracing::warn!(error = %err, "cannot read the wallet after an approval; paid calls wait for the settler");
-            Amount::ZERO
-        }
+    let approval = Approval {
+        tenant: principal.tenant_id(),
+        service: &service,
+        amount: request.amount,
+        expires_at,
+        expected_allowance: request.expected_allowance,
+        audit,
     };
-    state
-        .store
-        .set_approved(
-            &tenant,
-            &service.slug,
-            request.amount,
-            expires_at,
-            Some(cap),
-            Some(&service.prices),
-            Some(&approval),
-        )
-        .await?;
-    // New holds draw on the new approval from now on.
-    state.charges.refresh(&tenant, &service.slug).await.map_err(book_unavailable)
+    let budget = state.allowances.approve(approval).await.map_err(|err| {
+        let message = err.to_string();
+        match err {
+            ApprovalError::ExpiresTooSoon { .. } | ApprovalError::InsufficientFunds { .. } | ApprovalError::Expired => {
+                ApiError::InvalidRequest(message)
+            }
+            ApprovalError::BelowCommitted { .. } | ApprovalError::AllowanceChanged { .. } => {
+                ApiError::Conflict(message)
+            }
+            ApprovalError::LedgerRefused(_) | ApprovalError::LedgerUnavailable => {
+                ApiError::UpstreamUnavailable(message)
+            }
+            ApprovalError::Book(err) => book_unavailable(err),
+            ApprovalError::Store(err) => ApiError::from(err),
+        }
+    })?;
+    Ok(Json(view(&state, &budget).await?))
 }

@@ -39,10 +39,10 @@ use self::relay::{Awaiting, PaidTicket, RelayError};
 use self::sessions::SessionBindings;
 use self::stdio::{Outgoing, StdioUpstreams};
 use crate::auth::{AgentPrincipal, Principal};
-use crate::charging::ChargeError;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::money::ChargeError;
 use crate::state::AppState;
 
 const MCP_SESSION_ID: &str = "mcp-session-id";

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::envelope::Outcome;
 use super::ids::{RpcId, new_paid_id};
 use super::watch::Watch;
-use crate::charging::ChargeError;
+use crate::money::ChargeError;
 
 /// Paid calls waiting for their result, by gateway-made id.
 #[derive(Debug)]

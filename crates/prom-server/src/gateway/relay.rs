@@ -24,7 +24,7 @@ use super::ids::{is_paid_id, same_id, with_id};
 use super::paid::{Delivery, PaidCalls};
 use super::rpc;
 use super::watch::Watch;
-use crate::charging::ChargeError;
+use crate::money::ChargeError;
 
 /// Largest JSON response body kept for reading its envelope.
 pub const MAX_WATCHED_JSON: usize = 4 * 1024 * 1024;

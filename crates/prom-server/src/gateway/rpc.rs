@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::charging::ChargeError;
+use crate::money::ChargeError;
 
 /// The body is not JSON (JSON-RPC "parse error").
 pub const PARSE_ERROR: i64 = -32700;

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use super::envelope::Outcome;
 use super::pending::PendingId;
-use crate::charging::{ChargeBook, ChargeError};
 use crate::metrics::{Metrics, RequestLabels, ServiceLabel};
+use crate::money::{ChargeBook, ChargeError};
 use crate::usage::{KeyUser, UsageRecorder};
 
 /// One JSON-RPC request being watched until its response is seen. Dropping it unfinished records

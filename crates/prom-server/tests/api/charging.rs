@@ -42,7 +42,7 @@ async fn approve_until(app: &TestApp, owner: &TestUser, amount: u128, expires_at
     let slug = ServiceSlug::parse("paid").expect("slug");
     let approved = Amount::new(amount);
     app.state.store.set_approved(&tenant(owner), &slug, approved, expires_at, None, None, None).await.expect("approve");
-    app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
+    app.state.charges.reload(&tenant(owner), &slug).await.expect("refresh");
 }
 
 fn tenant(owner: &TestUser) -> TenantId {
@@ -284,7 +284,7 @@ async fn a_backlog_settles_in_one_round_as_bounded_batches() {
         })
         .collect();
     app.state.store.record_resolved(&charges, &[], now).await.expect("charges");
-    app.state.charges.refresh(&tenant(&consumer), &slug).await.expect("refresh");
+    app.state.charges.reload(&tenant(&consumer), &slug).await.expect("refresh");
 
     let report = app.state.settler.settle_once().await;
     assert_eq!((report.settled_batches, report.settled_amount), (3, Amount::new(2_500)));
@@ -521,7 +521,7 @@ async fn lowering_the_allowance_caps_new_holds_before_the_ledger_is_asked() {
 
     // The moment `PUT …/allowance` to 300 has set its ceiling and is waiting for the ledger.
     app.state.store.set_ceiling(&tenant(&owner), &slug, Some(Amount::new(3 * PRICE))).await.expect("ceiling");
-    app.state.charges.refresh(&tenant(&owner), &slug).await.expect("refresh");
+    app.state.charges.reload(&tenant(&owner), &slug).await.expect("refresh");
     let within = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(3, "echo"), &[]).await).await;
     assert_eq!(within["result"]["content"][0]["text"], "hi", "held + unsettled reach the ceiling: {within}");
     let beyond = answer(mcp_post(&app, "paid", Cred::ApiKey(&key), &call(4, "echo"), &[]).await).await;

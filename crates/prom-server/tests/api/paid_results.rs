@@ -188,7 +188,7 @@ async fn approve(app: &TestApp, owner: &TestUser, slug: &str, amount: u128) {
         .set_approved(&tenant(owner), &slug, Amount::new(amount), None, None, None, None)
         .await
         .expect("approve");
-    app.state.charges.refresh(&tenant(owner), &slug).await.expect("refresh");
+    app.state.charges.reload(&tenant(owner), &slug).await.expect("refresh");
 }
 
 /// (held, captured) as the charge book sees them.

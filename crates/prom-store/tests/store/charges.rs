@@ -169,7 +169,7 @@ async fn a_backlog_settles_in_bounded_batches_covering_each_charge_once(store: S
     while let Some(batch) =
         store.open_settlement(&tenant, &alpha, 1 + batches.len() as u64, t0(), Amount::new(u128::MAX)).await.unwrap()
     {
-        store.complete_settlement(&batch, batches.len() as u64, t0()).await.unwrap();
+        store.complete_settlement(&batch, batches.len() as u64, t0(), Amount::ZERO).await.unwrap();
         batches.push(batch.amount);
         assert!(batches.len() <= 3, "more batches than 2,500 charges need: {batches:?}");
     }
@@ -231,7 +231,7 @@ async fn a_batch_takes_only_what_the_ledger_can_pay(store: SqlStore) {
     // 250 pays two of the three.
     let first = store.open_settlement(&tenant, &alpha, 2, t0(), Amount::new(250)).await.unwrap().expect("a batch");
     assert_eq!(first.amount, Amount::new(200));
-    store.complete_settlement(&first, 1, t0()).await.unwrap();
+    store.complete_settlement(&first, 1, t0(), Amount::ZERO).await.unwrap();
     let rest =
         store.open_settlement(&tenant, &alpha, 3, t0(), Amount::new(u128::MAX)).await.unwrap().expect("the rest");
     assert_eq!(rest.amount, Amount::new(100), "each charge in one batch only");
@@ -283,7 +283,7 @@ async fn charges_and_batches_from_before_range_settlement_survive_its_migration(
     let (tenant, alpha) = (TenantId::from_trusted("tenant".into()), ServiceSlug::from_trusted("alpha".into()));
     let pending = store.pending_settlements().await.unwrap();
     assert_eq!(pending.len(), 1);
-    store.complete_settlement(&pending[0], 1, t0()).await.unwrap();
+    store.complete_settlement(&pending[0], 1, t0(), Amount::ZERO).await.unwrap();
     // The next batch: the two captures after it, not the release, nor the charge already settled.
     let next = store.open_settlement(&tenant, &alpha, 2, t0(), Amount::new(u128::MAX)).await.unwrap().expect("a batch");
     assert_eq!(next.amount, Amount::new(10));
@@ -314,7 +314,7 @@ async fn charges_and_batches_from_before_range_settlement_survive_its_migration(
         ],
         "a pending batch's charges are not settled yet"
     );
-    store.complete_settlement(&next, 2, t0()).await.unwrap();
+    store.complete_settlement(&next, 2, t0(), Amount::ZERO).await.unwrap();
     assert_eq!(
         states().await,
         [

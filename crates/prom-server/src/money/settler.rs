@@ -9,21 +9,23 @@
 //! was unreachable or refused it for a day) is answered `TooOld`: when every earlier call got a
 //! definite answer, none was carried out, and the batch is re-dated and submitted anew; when one
 //! went unanswered (`in_doubt`), it may have been, and the batch is left for an operator, loudly.
-//! Before each batch the ledger's allowance and the wallet's balance are
-//! re-read, and the budget is capped to what the ledger can pay: a user who lowered the allowance
-//! or emptied the wallet elsewhere stops new holds at once.
+//! Before a budget's batches the ledger's allowance and the wallet's balance are re-read, and
+//! batches never take more than they leave; after a tenant's batches its wallet is cut into
+//! slices again from a fresh read (`wallet.rs`): a user who lowered the allowance or emptied the
+//! wallet elsewhere stops new holds within a round, and one who funds it again resumes them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prom_core::charge::{Settlement, ledger_cap};
+use prom_core::charge::Settlement;
+use prom_core::id::TenantId;
 use prom_core::ledger::{AllowanceArgs, Ledger, Memo, TransferFromArgs, TransferFromError};
 use prom_core::money::Amount;
 use prom_core::store::Store;
 use prom_core::time::Timestamp;
 
+use super::{Allowances, ChargeBook};
 use crate::billing::{PLATFORM_OWNER, platform_spender, tenant_wallet};
-use crate::charging::ChargeBook;
 
 /// Most batches one budget settles per round (batches are bounded by the store, at 1,000 charges):
 /// a round ends even for a budget whose calls are captured faster than they settle.
@@ -43,11 +45,18 @@ pub struct Settler {
     ledger: Arc<dyn Ledger>,
     /// Told of every budget row the settler changes, so holds are decided on the current row.
     book: ChargeBook,
+    /// Cuts each tenant's wallet again after its batches.
+    allowances: Allowances,
 }
 
 impl Settler {
-    pub fn new(store: Arc<dyn Store>, ledger: Arc<dyn Ledger>, book: ChargeBook) -> Self {
-        Self { store, ledger, book }
+    pub fn new(allowances: Allowances) -> Self {
+        Self {
+            store: allowances.store.clone(),
+            ledger: allowances.ledger.clone(),
+            book: allowances.book.clone(),
+            allowances,
+        }
     }
 
     /// Settles every `every`, and once at start (which also repairs batches a crash left pending).
@@ -65,12 +74,21 @@ impl Settler {
     }
 
     /// One round: pending batches first, then new batches for every budget with captured charges.
+    /// Then every tenant with a live budget has its wallet cut again. Nothing is settled in a round
+    /// whose ledger fee cannot be read: each batch's fee comes out of the budget's slice.
     pub async fn settle_once(&self) -> SettleReport {
         let mut report = SettleReport::default();
+        let fee = match self.ledger.fee().await {
+            Ok(fee) => fee,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the ledger's fee; nothing is settled this round");
+                return report;
+            }
+        };
         match self.store.pending_settlements().await {
             Ok(pending) => {
                 for settlement in pending {
-                    self.submit(&settlement, &mut report).await;
+                    self.submit(&settlement, fee, &mut report).await;
                 }
             }
             Err(err) => tracing::warn!(error = %err, "cannot read pending settlements"),
@@ -82,19 +100,19 @@ impl Settler {
                 return report;
             }
         };
+        let mut tenants: Vec<TenantId> = budgets.iter().map(|budget| budget.tenant_id.clone()).collect();
+        tenants.dedup();
         for budget in budgets {
             let wallet = tenant_wallet(&budget.tenant_id);
             let spender = platform_spender(&budget.service);
             let allowance = self.ledger.allowance(AllowanceArgs { account: wallet.clone(), spender }).await;
             let balance = self.ledger.balance_of(&wallet).await;
-            let fee = self.ledger.fee().await;
             // What the ledger can pay this round: each transfer takes its amount and the fee from
             // both the allowance and the balance. Unknown (a read failed): the ledger decides.
-            let mut room = match (&allowance, &balance, &fee) {
-                (Ok(allowance), Ok(balance), Ok(_)) => Some(allowance.allowance.min(*balance)),
+            let mut room = match (&allowance, &balance) {
+                (Ok(allowance), Ok(balance)) => Some(allowance.allowance.min(*balance)),
                 _ => None,
             };
-            let fee = fee.unwrap_or(Amount::ZERO);
             if let Some(room) = room
                 && room.checked_sub(fee).unwrap_or(Amount::ZERO) < budget.unsettled
             {
@@ -103,9 +121,6 @@ impl Settler {
                     "the ledger allowance or the wallet covers only part of what is unsettled; the rest waits for \
                      the tenant to approve or fund more"
                 );
-            }
-            if let Some(room) = room {
-                self.cap(&budget, ledger_cap(room, fee)).await;
             }
             // Batches are bounded (the store's limit per batch): open them until none is left, or
             // one fails (it stays pending for the next round), or this round has done enough.
@@ -120,16 +135,13 @@ impl Settler {
                     .await;
                 match opened {
                     Ok(Some(settlement)) => {
-                        if !self.submit(&settlement, &mut report).await {
+                        if !self.submit(&settlement, fee, &mut report).await {
                             break;
                         }
+                        // The batch took its amount and the fee from the ledger's room (and from
+                        // the budget's slice, as it was recorded).
                         let spent = settlement.amount.checked_add(fee).unwrap_or(Amount::new(u128::MAX));
                         room = room.map(|room| room.checked_sub(spent).unwrap_or(Amount::ZERO));
-                        // The batch took its amount and the fee from the ledger's room: what is
-                        // left bounds the holds still open.
-                        if let Some(room) = room {
-                            self.cap(&budget, ledger_cap(room, fee)).await;
-                        }
                     }
                     Ok(None) => break,
                     Err(err) => {
@@ -139,20 +151,16 @@ impl Settler {
                 }
             }
         }
+        self.slice_wallets(&tenants).await;
         report
     }
 
-    /// Records what the ledger can pay for the budget's open calls, and tells the book when that
-    /// changed.
-    async fn cap(&self, budget: &prom_core::charge::Budget, cap: Amount) {
-        match self.store.cap_budget(&budget.tenant_id, &budget.service, cap).await {
-            Ok(capped) if capped.ledger_cap != budget.ledger_cap => {
-                if let Err(err) = self.book.refresh(&budget.tenant_id, &budget.service).await {
-                    tracing::warn!(error = %err, "cannot reload a capped budget");
-                }
+    /// Cuts the wallet of every tenant with a live budget again, from fresh reads.
+    async fn slice_wallets(&self, tenants: &[TenantId]) {
+        for tenant in tenants {
+            if let Err(err) = self.allowances.slice_wallet(tenant).await {
+                tracing::warn!(tenant = %tenant, error = %err, "cannot cut a wallet into slices; its slices stay as they were");
             }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot cap a budget to the ledger"),
         }
     }
 
@@ -190,7 +198,7 @@ impl Settler {
     }
 
     /// Settles one batch on the ledger and records it; false when it stays pending.
-    async fn submit(&self, settlement: &Settlement, report: &mut SettleReport) -> bool {
+    async fn submit(&self, settlement: &Settlement, fee: Amount, report: &mut SettleReport) -> bool {
         // The publisher that served the calls, even if it has deleted the service since.
         let provider = match self.store.service_publisher(&settlement.service).await {
             Ok(Some(publisher)) => publisher,
@@ -255,7 +263,7 @@ impl Settler {
                 return false;
             }
         };
-        match self.store.complete_settlement(settlement, block.0, Timestamp::now()).await {
+        match self.store.complete_settlement(settlement, block.0, Timestamp::now(), fee).await {
             Ok(()) => {
                 if let Err(err) = self.book.refresh(&settlement.tenant_id, &settlement.service).await {
                     tracing::warn!(error = %err, "cannot reload a settled budget");

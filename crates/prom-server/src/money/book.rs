@@ -29,6 +29,7 @@ use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
 use prom_core::store::{Store, StoreError};
 use prom_core::time::Timestamp;
+use prom_core::wallet::{WalletRead, slice_budgets, unchanged_since};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most commands taken into one batch.
@@ -41,19 +42,23 @@ const QUEUE: usize = 8192;
 
 type Reply = oneshot::Sender<Result<ChargeOpResult, Arc<StoreError>>>;
 type BudgetReply = oneshot::Sender<Result<Budget, Arc<StoreError>>>;
+type SliceReply = oneshot::Sender<Result<bool, Arc<StoreError>>>;
 
 #[derive(Debug)]
 enum Command {
     Op(ChargeOp, Reply),
     /// The budget as the book sees it (with holds in flight).
     Budget(TenantId, ServiceSlug, BudgetReply),
-    /// Someone else changed the budget's row (an approval, a cap, a settlement): read it again.
+    /// Someone else changed the budget's row (an approval, a settlement): read it again.
     Refresh(TenantId, ServiceSlug, BudgetReply),
+    /// Cut the tenant's wallet (the budgets as read before it) into slices.
+    Slice(TenantId, Vec<Budget>, WalletRead, SliceReply),
 }
 
 #[derive(Clone, Debug)]
 pub struct ChargeBook {
     tx: mpsc::Sender<Command>,
+    store: Arc<dyn Store>,
     margins: ExpiryMargins,
     /// The in-memory book's budgets and holds: a hold on a budget already loaded is decided by
     /// the caller itself, under this lock, without a hand-off to the book's task (which would
@@ -81,11 +86,11 @@ impl ChargeBook {
         if store.single_process() {
             let state = Arc::new(Mutex::new(BookState::default()));
             memory = Some(state.clone());
-            tokio::spawn(MemoryBook { store, margins, state }.run(rx));
+            tokio::spawn(MemoryBook { store: store.clone(), margins, state }.run(rx));
         } else {
-            tokio::spawn(run_in_database(store, margins, rx));
+            tokio::spawn(run_in_database(store.clone(), margins, rx));
         }
-        Self { tx, margins, memory }
+        Self { tx, store, margins, memory }
     }
 
     /// How close to an allowance's expiry holds and captures stop.
@@ -141,7 +146,8 @@ impl ChargeBook {
             .fold(Amount::ZERO, |sum, (_, budget)| sum.checked_add(budget.held).unwrap_or(Amount::new(u128::MAX)))
     }
 
-    /// Re-reads every loaded budget of `service` (its rows were changed outside the book).
+    /// Re-reads every loaded budget of `service` (its rows were changed outside the book: the
+    /// service was deleted or registered again).
     pub async fn refresh_service(&self, service: &ServiceSlug) -> Result<(), ChargeError> {
         let tenants: Vec<TenantId> = match &self.memory {
             Some(state) => {
@@ -161,15 +167,45 @@ impl ChargeBook {
     }
 
     /// Tells the book that a budget's row was changed outside it; returns the budget after.
-    pub async fn refresh(&self, tenant: &TenantId, service: &ServiceSlug) -> Result<Budget, ChargeError> {
+    pub(super) async fn refresh(&self, tenant: &TenantId, service: &ServiceSlug) -> Result<Budget, ChargeError> {
         self.ask(|reply| Command::Refresh(tenant.clone(), service.clone(), reply)).await
     }
 
-    async fn ask(&self, command: impl FnOnce(BudgetReply) -> Command) -> Result<Budget, ChargeError> {
+    /// For tests that set up a budget's row directly (a state no API call reaches): tells the
+    /// book, as the money module does after each of its writes.
+    #[cfg(feature = "test-hooks")]
+    pub async fn reload(&self, tenant: &TenantId, service: &ServiceSlug) -> Result<Budget, ChargeError> {
+        self.refresh(tenant, service).await
+    }
+
+    /// Cuts the tenant's wallet into slices, one per budget in `seen` (read before `wallet`);
+    /// `false` when a settlement or approval since made the read stale (nothing changed then).
+    /// On PostgreSQL the budgets' rows count every node's holds, and the store cuts it under their
+    /// locks; the in-memory book cuts it from its own holds.
+    pub(super) async fn slice_wallet(
+        &self,
+        tenant: &TenantId,
+        seen: Vec<Budget>,
+        wallet: WalletRead,
+    ) -> Result<bool, ChargeError> {
+        if self.memory.is_none() {
+            return self
+                .store
+                .slice_wallet(tenant, &seen, &wallet, Timestamp::now(), self.margins)
+                .await
+                .map_err(|err| ChargeError::Store(Arc::new(err)));
+        }
+        self.ask(|reply| Command::Slice(tenant.clone(), seen, wallet, reply)).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, Arc<StoreError>>>) -> Command,
+    ) -> Result<T, ChargeError> {
         let (reply, result) = oneshot::channel();
         self.tx.send(command(reply)).await.map_err(|_| ChargeError::Unavailable)?;
         match result.await {
-            Ok(Ok(budget)) => Ok(budget),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => Err(ChargeError::Store(err)),
             Err(_) => Err(ChargeError::Unavailable),
         }
@@ -202,6 +238,10 @@ async fn run_in_database(store: Arc<dyn Store>, margins: ExpiryMargins, mut rx: 
                 }
                 Command::Budget(tenant, service, reply) | Command::Refresh(tenant, service, reply) => {
                     let _ = reply.send(store.budget(&tenant, &service).await.map_err(Arc::new));
+                }
+                Command::Slice(tenant, seen, wallet, reply) => {
+                    let sliced = store.slice_wallet(&tenant, &seen, &wallet, Timestamp::now(), margins).await;
+                    let _ = reply.send(sliced.map_err(Arc::new));
                 }
             }
         }
@@ -379,7 +419,55 @@ impl MemoryBook {
             Command::Refresh(tenant, service, reply) => {
                 let _ = reply.send(self.reload(&(tenant, service), ended).await);
             }
+            Command::Slice(tenant, seen, wallet, reply) => {
+                let _ = reply.send(self.slice(&tenant, &seen, &wallet, now).await);
+            }
         }
+    }
+
+    /// Cuts the tenant's wallet from the holds in memory. Holds are placed meanwhile by callers
+    /// under the lock, so the new slices are set in two steps: at once each slice that shrinks
+    /// (under the same lock the slices were cut in, so no hold comes between), then, once the
+    /// store has them all, each that grows. In between and after a crash, the slices in force
+    /// never add up to more than either cut.
+    async fn slice(
+        &mut self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        wallet: &WalletRead,
+        now: Timestamp,
+    ) -> Result<bool, Arc<StoreError>> {
+        for budget in seen {
+            self.load(&(tenant.clone(), budget.service.clone())).await?;
+        }
+        let caps: Vec<(ServiceSlug, Amount)> = {
+            let mut book = lock(&self.state);
+            let mut current = Vec::with_capacity(seen.len());
+            for old in seen {
+                match book.budgets.get(&(tenant.clone(), old.service.clone())) {
+                    Some(budget) if unchanged_since(old, budget) => current.push(budget),
+                    _ => return Ok(false),
+                }
+            }
+            let caps = slice_budgets(&current, wallet, now, self.margins).map_err(corrupt)?;
+            let caps: Vec<(ServiceSlug, Amount)> = seen.iter().map(|b| b.service.clone()).zip(caps).collect();
+            for (service, cap) in &caps {
+                if let Some(budget) = book.budgets.get_mut(&(tenant.clone(), service.clone())) {
+                    budget.ledger_cap = Some(budget.ledger_cap.map_or(*cap, |old| old.min(*cap)));
+                }
+            }
+            caps
+        };
+        if !self.store.set_ledger_caps(tenant, seen, &caps).await.map_err(Arc::new)? {
+            return Ok(false);
+        }
+        let mut book = lock(&self.state);
+        for (service, cap) in caps {
+            if let Some(budget) = book.budgets.get_mut(&(tenant.clone(), service)) {
+                budget.ledger_cap = Some(cap);
+            }
+        }
+        Ok(true)
     }
 
     /// The budget, read from the store the first time. Holds exist only for loaded budgets, so a

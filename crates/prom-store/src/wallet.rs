@@ -1,0 +1,111 @@
+//! A tenant's wallet cut into slices, one per budget (see `prom_core::wallet`): reading a
+//! tenant's budgets, and writing their slices (`ledger_cap`).
+
+use prom_core::charge::{Budget, ExpiryMargins};
+use prom_core::id::TenantId;
+use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
+use prom_core::store::{StoreError, StoreResult};
+use prom_core::time::Timestamp;
+use prom_core::wallet::{WalletRead, slice_budgets, unchanged_since};
+
+use crate::charges::{BUDGET_COLUMNS, BudgetRow, corrupt, lock_and_read_budget};
+use crate::{SqlStore, db_err, with_read, with_write};
+
+/// Sets one budget's slice (any executor of either backend).
+macro_rules! write_cap {
+    ($executor:expr, $tenant:expr, $service:expr, $cap:expr) => {
+        sqlx::query("UPDATE budgets SET ledger_cap = $1 WHERE tenant_id = $2 AND service = $3")
+            .bind($cap.to_string())
+            .bind($tenant.as_str())
+            .bind($service.as_str())
+            .execute($executor)
+            .await
+            .map_err(db_err)
+    };
+}
+
+pub(crate) async fn tenant_budgets(store: &SqlStore, tenant: &TenantId) -> StoreResult<Vec<Budget>> {
+    store.fold_journal().await?;
+    let rows: Vec<BudgetRow> = with_read!(store, pool => {
+        sqlx::query_as(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 ORDER BY service"))
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?
+    });
+    rows.into_iter().map(Budget::try_from).collect()
+}
+
+/// Locks every budget of the tenant (in service order, as paid calls lock them) and reads them.
+macro_rules! lock_tenant_budgets {
+    ($tx:expr, $tenant:expr) => {{
+        let services: Vec<String> =
+            sqlx::query_scalar("SELECT service FROM budgets WHERE tenant_id = $1 ORDER BY service")
+                .bind($tenant.as_str())
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(db_err)?;
+        let mut budgets = Vec::with_capacity(services.len());
+        for service in &services {
+            let row = lock_and_read_budget!(&mut *$tx, $tenant.as_str(), service.as_str())?;
+            let row = row.ok_or_else(|| StoreError::Corrupt(format!("budget {}/{service} vanished", $tenant)))?;
+            budgets.push(Budget::try_from(row)?);
+        }
+        budgets
+    }};
+}
+
+/// Cuts the wallet from the rows as they are (they count every node's holds), under their locks,
+/// unless they are no longer as `seen`.
+pub(crate) async fn slice_wallet(
+    store: &SqlStore,
+    tenant: &TenantId,
+    seen: &[Budget],
+    wallet: &WalletRead,
+    now: Timestamp,
+    margins: ExpiryMargins,
+) -> StoreResult<bool> {
+    with_write!(store, pool => {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        let budgets = lock_tenant_budgets!(tx, tenant);
+        if !same_budgets(seen, &budgets) {
+            return Ok(false);
+        }
+        let refs: Vec<&Budget> = budgets.iter().collect();
+        let caps = slice_budgets(&refs, wallet, now, margins).map_err(corrupt)?;
+        for (budget, cap) in budgets.iter().zip(caps) {
+            write_cap!(&mut *tx, tenant, &budget.service, cap)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+    });
+    Ok(true)
+}
+
+/// Writes the slices the in-memory book cut, in one transaction, unless the budgets' rows are no
+/// longer as `seen` (a settlement or approval was recorded since).
+pub(crate) async fn set_ledger_caps(
+    store: &SqlStore,
+    tenant: &TenantId,
+    seen: &[Budget],
+    caps: &[(ServiceSlug, Amount)],
+) -> StoreResult<bool> {
+    with_write!(store, pool => {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        let budgets = lock_tenant_budgets!(tx, tenant);
+        if !same_budgets(seen, &budgets) {
+            return Ok(false);
+        }
+        for (service, cap) in caps {
+            write_cap!(&mut *tx, tenant, service, *cap)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+    });
+    Ok(true)
+}
+
+/// Whether `now` holds the same budgets as `seen`, each with the same approval and settlements.
+pub(crate) fn same_budgets(seen: &[Budget], now: &[Budget]) -> bool {
+    seen.len() == now.len()
+        && now.iter().all(|budget| seen.iter().any(|old| old.service == budget.service && unchanged_since(old, budget)))
+}
