@@ -19,12 +19,17 @@ pub struct Tally {
     pub in_doubt: u64,
     /// Answered without a result (no session after a restart, 5xx, …): never charged.
     pub not_served: u64,
+    /// Hung up on by the agent itself once the answer began (every fifth call): charged only if
+    /// the result was captured before the hang-up was seen; otherwise its hold waits for a
+    /// resumption until `paid_result_secs`, then is released.
+    pub dropped: u64,
     pub allowance_exceeded: u64,
 }
 
 enum Call {
     Served,
     InDoubt,
+    Dropped,
     NotServed,
     AllowanceExceeded,
 }
@@ -108,6 +113,11 @@ async fn call_fortune(client: &reqwest::Client, url: &str, key: &str, session: &
     if response.status() != 200 {
         return Call::NotServed;
     }
+    if id.is_multiple_of(5) {
+        // The agent hangs up on its paid call's stream: the result must not leak uncharged.
+        drop(response);
+        return Call::Dropped;
+    }
     let sse = response
         .headers()
         .get("content-type")
@@ -148,6 +158,7 @@ pub async fn agent(load: Arc<Load>, key: String, key_id: String) -> Tally {
                 load.served.fetch_add(1, Ordering::SeqCst);
             }
             Call::AllowanceExceeded => tally.allowance_exceeded += 1,
+            Call::Dropped => tally.dropped += 1,
             Call::InDoubt => {
                 tally.in_doubt += 1;
                 session = None;

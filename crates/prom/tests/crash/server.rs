@@ -42,6 +42,8 @@ pub async fn start_server(home: &Path, data: &Path, listen: &str) -> Result<Serv
     let mut child = prom(home)
         // Settle every second, so that kills can land in the middle of a settlement.
         .env("PROM_SETTLE_INTERVAL_SECS", "1")
+        // Paid calls whose agent hung up keep their holds this long, waiting for a resumption.
+        .env("PROM_PAID_RESULT_SECS", "2")
         .args(["serve", "--demo", "--listen", listen, "--data-dir"])
         .arg(data)
         .stdin(Stdio::null())
