@@ -25,8 +25,21 @@ use crate::usage::UsageRecorder;
 const SALT_SETTING: &str = "api_key_digest_salt";
 const KDF_SETTING: &str = "api_key_digest_params";
 
+/// Everything a request handler shares, behind one `Arc`: axum clones the state for every
+/// request (and extractor), so a clone is one reference count, not one per part.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
     pub hasher: Arc<KeyHasher>,
@@ -116,7 +129,7 @@ impl AppState {
         if released > 0 {
             tracing::warn!(released, "released holds of calls that never completed before the restart");
         }
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             config: Arc::new(config),
             hasher,
@@ -131,7 +144,7 @@ impl AppState {
             allowances,
             settler,
             ledger,
-        })
+        })))
     }
 }
 

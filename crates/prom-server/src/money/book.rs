@@ -55,8 +55,12 @@ enum Command {
     Slice(TenantId, Vec<Budget>, WalletRead, SliceReply),
 }
 
+/// A handle on the book: cloned for every paid call (its watch keeps one), so one reference count.
 #[derive(Clone, Debug)]
-pub struct ChargeBook {
+pub struct ChargeBook(Arc<Handle>);
+
+#[derive(Debug)]
+struct Handle {
     tx: mpsc::Sender<Command>,
     store: Arc<dyn Store>,
     margins: ExpiryMargins,
@@ -90,22 +94,22 @@ impl ChargeBook {
         } else {
             tokio::spawn(run_in_database(store.clone(), margins, rx));
         }
-        Self { tx, store, margins, memory }
+        Self(Arc::new(Handle { tx, store, margins, memory }))
     }
 
     /// How close to an allowance's expiry holds and captures stop.
     pub fn margins(&self) -> ExpiryMargins {
-        self.margins
+        self.0.margins
     }
 
     /// Applies one operation and waits until it may be acted on (see the module docs).
     pub async fn apply(&self, op: ChargeOp) -> Result<ChargeOpResult, ChargeError> {
-        let op = match (op, &self.memory) {
+        let op = match (op, &self.0.memory) {
             (ChargeOp::Reserve(charge), Some(state)) => {
                 let mut book = lock(state);
                 let key = (charge.tenant_id.clone(), charge.service.clone());
                 if book.budgets.contains_key(&key) {
-                    return book.reserve(&key, charge, Timestamp::now(), self.margins).map_err(ChargeError::Store);
+                    return book.reserve(&key, charge, Timestamp::now(), self.0.margins).map_err(ChargeError::Store);
                 }
                 // Not loaded yet: the task reads it from the store first.
                 ChargeOp::Reserve(charge)
@@ -113,7 +117,7 @@ impl ChargeBook {
             (op, _) => op,
         };
         let (reply, result) = oneshot::channel();
-        self.tx.try_send(Command::Op(op, reply)).map_err(|_| ChargeError::Unavailable)?;
+        self.0.tx.try_send(Command::Op(op, reply)).map_err(|_| ChargeError::Unavailable)?;
         match result.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(err)) => Err(ChargeError::Store(err)),
@@ -124,7 +128,7 @@ impl ChargeBook {
     /// Queues an operation without waiting (a release from a destructor); waits for room rather
     /// than dropping it, on a task of its own.
     pub fn apply_later(&self, op: ChargeOp) {
-        let tx = self.tx.clone();
+        let tx = self.0.tx.clone();
         tokio::spawn(async move {
             let (reply, result) = oneshot::channel();
             if tx.send(Command::Op(op, reply)).await.is_ok()
@@ -138,7 +142,7 @@ impl ChargeBook {
     /// What calls in flight hold on `service`'s budgets, as far as this process's book knows them
     /// (on PostgreSQL the budgets' rows count every node's holds).
     pub fn held_on(&self, service: &ServiceSlug) -> Amount {
-        let Some(state) = &self.memory else { return Amount::ZERO };
+        let Some(state) = &self.0.memory else { return Amount::ZERO };
         lock(state)
             .budgets
             .iter()
@@ -149,7 +153,7 @@ impl ChargeBook {
     /// Re-reads every loaded budget of `service` (its rows were changed outside the book: the
     /// service was deleted or registered again).
     pub async fn refresh_service(&self, service: &ServiceSlug) -> Result<(), ChargeError> {
-        let tenants: Vec<TenantId> = match &self.memory {
+        let tenants: Vec<TenantId> = match &self.0.memory {
             Some(state) => {
                 lock(state).budgets.keys().filter(|(_, slug)| slug == service).map(|(t, _)| t.clone()).collect()
             }
@@ -188,10 +192,11 @@ impl ChargeBook {
         seen: Vec<Budget>,
         wallet: WalletRead,
     ) -> Result<bool, ChargeError> {
-        if self.memory.is_none() {
+        if self.0.memory.is_none() {
             return self
+                .0
                 .store
-                .slice_wallet(tenant, &seen, &wallet, Timestamp::now(), self.margins)
+                .slice_wallet(tenant, &seen, &wallet, Timestamp::now(), self.0.margins)
                 .await
                 .map_err(|err| ChargeError::Store(Arc::new(err)));
         }
@@ -203,7 +208,7 @@ impl ChargeBook {
         command: impl FnOnce(oneshot::Sender<Result<T, Arc<StoreError>>>) -> Command,
     ) -> Result<T, ChargeError> {
         let (reply, result) = oneshot::channel();
-        self.tx.send(command(reply)).await.map_err(|_| ChargeError::Unavailable)?;
+        self.0.tx.send(command(reply)).await.map_err(|_| ChargeError::Unavailable)?;
         match result.await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => Err(ChargeError::Store(err)),
