@@ -13,7 +13,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -167,19 +166,25 @@ impl SseRelay {
 
 /// One event written out: its id, event type and retry as the upstream sent them, then `data`.
 fn frame(event: &Sse, data: Option<&str>) -> Bytes {
-    let mut out = String::new();
+    let mut out = String::with_capacity(data.map_or(0, str::len) + 64);
+    let mut field = |name: &str, value: &str| {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push('\n');
+    };
     if let Some(id) = &event.id {
-        let _ = writeln!(out, "id: {id}");
+        field("id", id);
     }
     if let Some(kind) = &event.event {
-        let _ = writeln!(out, "event: {kind}");
+        field("event", kind);
     }
     if let Some(retry) = event.retry {
-        let _ = writeln!(out, "retry: {retry}");
+        field("retry", &retry.to_string());
     }
     if let Some(data) = data {
         for line in data.split('\n') {
-            let _ = writeln!(out, "data: {line}");
+            field("data", line);
         }
     }
     out.push('\n');
