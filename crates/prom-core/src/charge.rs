@@ -103,8 +103,8 @@ pub struct Settlement {
     /// Nanoseconds since the epoch.
     pub created_at_time: u64,
     /// The last call to the ledger for this batch got no definite answer: it may have been
-    /// carried out (see [`ChargeStore::set_settlement_in_doubt`]).
+    /// carried out (see [`SettlementStore::set_settlement_in_doubt`]).
     ///
-    /// [`ChargeStore::set_settlement_in_doubt`]: crate::store::ChargeStore::set_settlement_in_doubt
+    /// [`SettlementStore::set_settlement_in_doubt`]: crate::store::SettlementStore::set_settlement_in_doubt
     pub in_doubt: bool,
 }

@@ -301,10 +301,13 @@ pub trait UsageStore: Send + Sync {
     async fn usage_report(&self, query: &crate::usage::UsageQuery) -> StoreResult<crate::usage::UsageReport>;
 }
 
+/// Budgets: what each tenant approved for each service, and its slice of the wallet.
 #[async_trait]
-pub trait ChargeStore: Send + Sync {
+pub trait BudgetStore: Send + Sync {
     /// The tenant's budget for a service (an empty one when nothing was ever approved).
     async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget>;
+    /// Every budget of the tenant, in service order.
+    async fn tenant_budgets(&self, tenant: &TenantId) -> StoreResult<Vec<Budget>>;
     /// Records the allowance the tenant approved on the ledger (what new holds may draw on), with
     /// the prices the approval covers (`None`: whatever is current) and `audit` (the
     /// `allowance.approve` row) in the same transaction. `ledger_cap` is the budget's slice of
@@ -335,6 +338,38 @@ pub trait ChargeStore: Send + Sync {
         service: &ServiceSlug,
         ceiling: Option<crate::money::Amount>,
     ) -> StoreResult<()>;
+    /// Cuts the tenant's wallet into slices, one per budget (its [`Budget::ledger_cap`], see
+    /// [`crate::wallet`]), from the budgets' rows under their locks (on PostgreSQL the rows count
+    /// every node's holds) — unless the budgets are no longer as in `seen`, read before the
+    /// wallet was: a settlement or an approval since makes the read stale, and nothing is written
+    /// (`false`).
+    ///
+    /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
+    async fn slice_wallet(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        wallet: &crate::wallet::WalletRead,
+        now: Timestamp,
+        margins: crate::charge::ExpiryMargins,
+    ) -> StoreResult<bool>;
+    /// Writes slices the in-memory book cut from its own holds, in one transaction — unless the
+    /// budgets' rows are no longer as in `seen` (`false`, as for [`BudgetStore::slice_wallet`]).
+    async fn set_ledger_caps(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        caps: &[(ServiceSlug, crate::money::Amount)],
+    ) -> StoreResult<bool>;
+}
+
+/// Charges: holds, captures and releases of paid calls, applied (PostgreSQL) or written once ended
+/// (the embedded database's in-memory book).
+#[async_trait]
+pub trait ChargeStore: Send + Sync {
+    /// Whether this store is only ever written by one server process (the embedded database), so
+    /// that process may keep budgets' holds in memory instead of writing each hold.
+    fn single_process(&self) -> bool;
     /// Applies the operations in order, in one transaction, and returns one result per operation.
     /// Each budget touched is locked for the transaction, so concurrent batches (on any node)
     /// cannot together hold more than was approved.
@@ -361,9 +396,14 @@ pub trait ChargeStore: Send + Sync {
         held: &[(TenantId, ServiceSlug, crate::money::Amount)],
         at: Timestamp,
     ) -> StoreResult<Vec<Budget>>;
-    /// Whether this store is only ever written by one server process (the embedded database), so
-    /// that process may keep budgets' holds in memory instead of writing each hold.
-    fn single_process(&self) -> bool;
+    /// Releases holds placed before `before` that were never captured or released: their requests
+    /// died with a previous process. Returns how many were released.
+    async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Settlement: captured charges gathered into batches, each one `transfer_from` on the ledger.
+#[async_trait]
+pub trait SettlementStore: Send + Sync {
     /// Budgets that have captured charges to settle or approval left to spend (each round
     /// re-checks the latter against the ledger).
     async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>>;
@@ -402,34 +442,6 @@ pub trait ChargeStore: Send + Sync {
         at: Timestamp,
         fee: crate::money::Amount,
     ) -> StoreResult<()>;
-    /// Releases holds placed before `before` that were never captured or released: their requests
-    /// died with a previous process. Returns how many were released.
-    async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64>;
-    /// Every budget of the tenant, in service order.
-    async fn tenant_budgets(&self, tenant: &TenantId) -> StoreResult<Vec<Budget>>;
-    /// Cuts the tenant's wallet into slices, one per budget (its [`Budget::ledger_cap`], see
-    /// [`crate::wallet`]), from the budgets' rows under their locks (on PostgreSQL the rows count
-    /// every node's holds) — unless the budgets are no longer as in `seen`, read before the
-    /// wallet was: a settlement or an approval since makes the read stale, and nothing is written
-    /// (`false`).
-    ///
-    /// [`Budget::ledger_cap`]: crate::charge::Budget::ledger_cap
-    async fn slice_wallet(
-        &self,
-        tenant: &TenantId,
-        seen: &[Budget],
-        wallet: &crate::wallet::WalletRead,
-        now: Timestamp,
-        margins: crate::charge::ExpiryMargins,
-    ) -> StoreResult<bool>;
-    /// Writes slices the in-memory book cut from its own holds, in one transaction — unless the
-    /// budgets' rows are no longer as in `seen` (`false`, as for [`ChargeStore::slice_wallet`]).
-    async fn set_ledger_caps(
-        &self,
-        tenant: &TenantId,
-        seen: &[Budget],
-        caps: &[(ServiceSlug, crate::money::Amount)],
-    ) -> StoreResult<bool>;
 }
 
 /// Everything the server needs from storage.
@@ -441,7 +453,9 @@ pub trait Store:
     + AuditStore
     + ServiceStore
     + UsageStore
+    + BudgetStore
     + ChargeStore
+    + SettlementStore
     + std::fmt::Debug
     + 'static
 {
@@ -455,7 +469,9 @@ impl<T> Store for T where
         + AuditStore
         + ServiceStore
         + UsageStore
+        + BudgetStore
         + ChargeStore
+        + SettlementStore
         + std::fmt::Debug
         + 'static
 {

@@ -247,71 +247,8 @@ fn add(a: Amount, b: Amount) -> StoreResult<Amount> {
 
 #[async_trait]
 impl ChargeStore for SqlStore {
-    async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget> {
-        self.fold_journal().await?;
-        let row: Option<BudgetRow> = with_read!(self, pool => {
-            sqlx::query_as(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"))
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .fetch_optional(pool)
-                .await
-                .map_err(db_err)?
-        });
-        match row {
-            Some(row) => row.try_into(),
-            None => Ok(Budget::empty(tenant.clone(), service.clone())),
-        }
-    }
-
-    async fn set_approved(
-        &self,
-        tenant: &TenantId,
-        service: &ServiceSlug,
-        approved: Amount,
-        expires_at: Option<Timestamp>,
-        ledger_cap: Option<Amount>,
-        prices: Option<&prom_core::service::Prices>,
-        audit: Option<&prom_core::audit::NewAuditEvent>,
-    ) -> StoreResult<Budget> {
-        let prices = prices.map(serde_json::to_string).transpose().map_err(|err| StoreError::Backend(Box::new(err)))?;
-        let now = Timestamp::now();
-        with_write!(self, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
-            sqlx::query(
-                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at, ledger_cap, prices) \
-                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5, $6, $7) \
-                 ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', ceiling = NULL, \
-                 updated_at = $5, ledger_cap = COALESCE(budgets.ledger_cap, $6), prices = $7",
-            )
-            .bind(tenant.as_str())
-            .bind(service.as_str())
-            .bind(approved.to_string())
-            .bind(expires_at.map(Timestamp::as_millis))
-            .bind(now.as_millis())
-            .bind(ledger_cap.map(|cap| cap.to_string()))
-            .bind(prices)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let Some(event) = audit {
-                crate::audit::insert_audit!(&mut *tx, event)?;
-            }
-            tx.commit().await.map_err(db_err)?;
-        });
-        self.budget(tenant, service).await
-    }
-
-    async fn set_ceiling(&self, tenant: &TenantId, service: &ServiceSlug, ceiling: Option<Amount>) -> StoreResult<()> {
-        with_write!(self, pool => {
-            sqlx::query("UPDATE budgets SET ceiling = $3 WHERE tenant_id = $1 AND service = $2")
-                .bind(tenant.as_str())
-                .bind(service.as_str())
-                .bind(ceiling.map(|amount| amount.to_string()))
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
-        });
-        Ok(())
+    fn single_process(&self) -> bool {
+        matches!(self.backend, crate::Backend::Sqlite { .. })
     }
 
     async fn apply_charges(
@@ -515,51 +452,6 @@ impl ChargeStore for SqlStore {
         Ok(after)
     }
 
-    fn single_process(&self) -> bool {
-        matches!(self.backend, crate::Backend::Sqlite { .. })
-    }
-
-    async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>> {
-        crate::settlement::budgets_to_settle(self).await
-    }
-
-    async fn open_settlement(
-        &self,
-        tenant: &TenantId,
-        service: &ServiceSlug,
-        created_at_time: u64,
-        at: Timestamp,
-        max_amount: Amount,
-    ) -> StoreResult<Option<prom_core::charge::Settlement>> {
-        crate::settlement::open_settlement(self, tenant, service, created_at_time, at, max_amount).await
-    }
-
-    async fn pending_settlements(&self) -> StoreResult<Vec<prom_core::charge::Settlement>> {
-        crate::settlement::pending_settlements(self).await
-    }
-
-    async fn set_settlement_in_doubt(&self, id: &prom_core::id::SettlementId, in_doubt: bool) -> StoreResult<()> {
-        crate::settlement::set_settlement_in_doubt(self, id, in_doubt).await
-    }
-
-    async fn redate_settlement(
-        &self,
-        settlement: &prom_core::charge::Settlement,
-        created_at_time: u64,
-    ) -> StoreResult<bool> {
-        crate::settlement::redate_settlement(self, settlement, created_at_time).await
-    }
-
-    async fn complete_settlement(
-        &self,
-        settlement: &prom_core::charge::Settlement,
-        block: u64,
-        at: Timestamp,
-        fee: Amount,
-    ) -> StoreResult<()> {
-        crate::settlement::complete_settlement(self, settlement, block, at, fee).await
-    }
-
     async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64> {
         let stale: Vec<String> = with_read!(self, pool => {
             sqlx::query_scalar("SELECT id FROM charges WHERE state = 'held' AND created_at < $1")
@@ -576,30 +468,6 @@ impl ChargeStore for SqlStore {
             released += results.iter().filter(|r| **r == ChargeOpResult::Done).count() as u64;
         }
         Ok(released)
-    }
-
-    async fn tenant_budgets(&self, tenant: &TenantId) -> StoreResult<Vec<Budget>> {
-        crate::wallet::tenant_budgets(self, tenant).await
-    }
-
-    async fn slice_wallet(
-        &self,
-        tenant: &TenantId,
-        seen: &[Budget],
-        wallet: &prom_core::wallet::WalletRead,
-        now: Timestamp,
-        margins: ExpiryMargins,
-    ) -> StoreResult<bool> {
-        crate::wallet::slice_wallet(self, tenant, seen, wallet, now, margins).await
-    }
-
-    async fn set_ledger_caps(
-        &self,
-        tenant: &TenantId,
-        seen: &[Budget],
-        caps: &[(ServiceSlug, Amount)],
-    ) -> StoreResult<bool> {
-        crate::wallet::set_ledger_caps(self, tenant, seen, caps).await
     }
 }
 

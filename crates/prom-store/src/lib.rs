@@ -11,6 +11,7 @@
 //! never fails with `SQLITE_BUSY`, while readers proceed in parallel under WAL.
 
 mod audit;
+mod budgets;
 mod charges;
 mod journal;
 mod keys;
@@ -21,7 +22,6 @@ mod settings;
 mod settlement;
 mod usage;
 mod users;
-mod wallet;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

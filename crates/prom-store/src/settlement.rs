@@ -1,11 +1,12 @@
 //! Settlement bookkeeping: batches of captured charges recorded before the ledger is called,
 //! completed when it confirms. The ledger call itself lives in the server (`settlement.rs`).
 
+use async_trait::async_trait;
 use prom_core::charge::{Budget, Settlement};
 use prom_core::id::{SettlementId, TenantId};
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
-use prom_core::store::{ChargeStore, StoreError, StoreResult};
+use prom_core::store::{BudgetStore, SettlementStore, StoreError, StoreResult};
 use prom_core::time::Timestamp;
 
 use crate::charges::lock_budget;
@@ -333,4 +334,48 @@ pub(crate) async fn complete_settlement(
         }
         tx.commit().await.map_err(db_err)
     })
+}
+
+#[async_trait]
+impl SettlementStore for SqlStore {
+    async fn budgets_to_settle(&self) -> StoreResult<Vec<Budget>> {
+        crate::settlement::budgets_to_settle(self).await
+    }
+
+    async fn open_settlement(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        created_at_time: u64,
+        at: Timestamp,
+        max_amount: Amount,
+    ) -> StoreResult<Option<prom_core::charge::Settlement>> {
+        crate::settlement::open_settlement(self, tenant, service, created_at_time, at, max_amount).await
+    }
+
+    async fn pending_settlements(&self) -> StoreResult<Vec<prom_core::charge::Settlement>> {
+        crate::settlement::pending_settlements(self).await
+    }
+
+    async fn set_settlement_in_doubt(&self, id: &prom_core::id::SettlementId, in_doubt: bool) -> StoreResult<()> {
+        crate::settlement::set_settlement_in_doubt(self, id, in_doubt).await
+    }
+
+    async fn redate_settlement(
+        &self,
+        settlement: &prom_core::charge::Settlement,
+        created_at_time: u64,
+    ) -> StoreResult<bool> {
+        crate::settlement::redate_settlement(self, settlement, created_at_time).await
+    }
+
+    async fn complete_settlement(
+        &self,
+        settlement: &prom_core::charge::Settlement,
+        block: u64,
+        at: Timestamp,
+        fee: Amount,
+    ) -> StoreResult<()> {
+        crate::settlement::complete_settlement(self, settlement, block, at, fee).await
+    }
 }

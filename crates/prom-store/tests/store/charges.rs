@@ -5,7 +5,7 @@
 use prom_core::charge::{ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
 use prom_core::id::{ChargeId, KeyId};
 use prom_core::money::Amount;
-use prom_core::store::ChargeStore;
+use prom_core::store::{BudgetStore, ChargeStore, SettlementStore};
 use prom_core::time::Timestamp;
 use prom_store::SqlStore;
 

@@ -6,7 +6,7 @@ use prom_core::charge::{ChargeState, NewCharge, ResolvedCharge};
 use prom_core::id::{ChargeId, KeyId, TenantId};
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
-use prom_core::store::ChargeStore;
+use prom_core::store::{BudgetStore, ChargeStore};
 use prom_core::time::Timestamp;
 use prom_store::{Database, SqlStore};
 

@@ -5,7 +5,7 @@
 use prom_core::charge::{ChargeOp, ChargeOpResult, ExpiryMargins, NewCharge};
 use prom_core::id::{ChargeId, KeyId, TenantId};
 use prom_core::money::Amount;
-use prom_core::store::{ChargeStore, KeyRecord, UsageStore};
+use prom_core::store::{BudgetStore, ChargeStore, KeyRecord, UsageStore};
 use prom_core::time::Timestamp;
 use prom_core::usage::{UsageEvent, UsageGroup, UsageGrouping, UsageQuery, UsageReport, UsageTotals};
 use prom_store::{Database, SqlStore};

@@ -4,7 +4,7 @@
 use prom_core::charge::{ChargeOp, ChargeOpResult, ExpiryMargins, NewCharge};
 use prom_core::id::ChargeId;
 use prom_core::money::Amount;
-use prom_core::store::ChargeStore;
+use prom_core::store::{BudgetStore, ChargeStore};
 use prom_core::time::Timestamp;
 use prom_core::wallet::WalletRead;
 use prom_store::SqlStore;

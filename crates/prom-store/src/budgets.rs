@@ -1,11 +1,13 @@
-//! A tenant's wallet cut into slices, one per budget (see `prom_core::wallet`): reading a
-//! tenant's budgets, and writing their slices (`ledger_cap`).
+//! Budgets (`BudgetStore`): what a tenant approved for a service, its ceiling while an approval
+//! is on its way, and its slice of the tenant's wallet (see `prom_core::wallet`), cut under the
+//! budgets' locks.
 
+use async_trait::async_trait;
 use prom_core::charge::{Budget, ExpiryMargins};
 use prom_core::id::TenantId;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
-use prom_core::store::{StoreError, StoreResult};
+use prom_core::store::{BudgetStore, StoreError, StoreResult};
 use prom_core::time::Timestamp;
 use prom_core::wallet::{WalletRead, slice_budgets, unchanged_since};
 
@@ -108,4 +110,98 @@ pub(crate) async fn set_ledger_caps(
 pub(crate) fn same_budgets(seen: &[Budget], now: &[Budget]) -> bool {
     seen.len() == now.len()
         && now.iter().all(|budget| seen.iter().any(|old| old.service == budget.service && unchanged_since(old, budget)))
+}
+
+#[async_trait]
+impl BudgetStore for SqlStore {
+    async fn budget(&self, tenant: &TenantId, service: &ServiceSlug) -> StoreResult<Budget> {
+        self.fold_journal().await?;
+        let row: Option<BudgetRow> = with_read!(self, pool => {
+            sqlx::query_as(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE tenant_id = $1 AND service = $2"))
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?
+        });
+        match row {
+            Some(row) => row.try_into(),
+            None => Ok(Budget::empty(tenant.clone(), service.clone())),
+        }
+    }
+
+    async fn tenant_budgets(&self, tenant: &TenantId) -> StoreResult<Vec<Budget>> {
+        crate::budgets::tenant_budgets(self, tenant).await
+    }
+
+    async fn set_approved(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceSlug,
+        approved: Amount,
+        expires_at: Option<Timestamp>,
+        ledger_cap: Option<Amount>,
+        prices: Option<&prom_core::service::Prices>,
+        audit: Option<&prom_core::audit::NewAuditEvent>,
+    ) -> StoreResult<Budget> {
+        let prices = prices.map(serde_json::to_string).transpose().map_err(|err| StoreError::Backend(Box::new(err)))?;
+        let now = Timestamp::now();
+        with_write!(self, pool => {
+            let mut tx = pool.begin().await.map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO budgets (tenant_id, service, approved, expires_at, held, unsettled, settled, updated_at, ledger_cap, prices) \
+                 VALUES ($1, $2, $3, $4, '0', '0', '0', $5, $6, $7) \
+                 ON CONFLICT (tenant_id, service) DO UPDATE SET approved = $3, expires_at = $4, settled = '0', ceiling = NULL, \
+                 updated_at = $5, ledger_cap = COALESCE(budgets.ledger_cap, $6), prices = $7",
+            )
+            .bind(tenant.as_str())
+            .bind(service.as_str())
+            .bind(approved.to_string())
+            .bind(expires_at.map(Timestamp::as_millis))
+            .bind(now.as_millis())
+            .bind(ledger_cap.map(|cap| cap.to_string()))
+            .bind(prices)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some(event) = audit {
+                crate::audit::insert_audit!(&mut *tx, event)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+        });
+        self.budget(tenant, service).await
+    }
+
+    async fn set_ceiling(&self, tenant: &TenantId, service: &ServiceSlug, ceiling: Option<Amount>) -> StoreResult<()> {
+        with_write!(self, pool => {
+            sqlx::query("UPDATE budgets SET ceiling = $3 WHERE tenant_id = $1 AND service = $2")
+                .bind(tenant.as_str())
+                .bind(service.as_str())
+                .bind(ceiling.map(|amount| amount.to_string()))
+                .execute(pool)
+                .await
+                .map_err(db_err)?;
+        });
+        Ok(())
+    }
+
+    async fn slice_wallet(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        wallet: &prom_core::wallet::WalletRead,
+        now: Timestamp,
+        margins: ExpiryMargins,
+    ) -> StoreResult<bool> {
+        crate::budgets::slice_wallet(self, tenant, seen, wallet, now, margins).await
+    }
+
+    async fn set_ledger_caps(
+        &self,
+        tenant: &TenantId,
+        seen: &[Budget],
+        caps: &[(ServiceSlug, Amount)],
+    ) -> StoreResult<bool> {
+        crate::budgets::set_ledger_caps(self, tenant, seen, caps).await
+    }
 }
