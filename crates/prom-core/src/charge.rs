@@ -8,7 +8,7 @@
 //! concurrency, the number of keys or the number of nodes. A new approval replaces the allowance
 //! (ICRC-2), so it resets `settled`: the new amount must cover what is still held and unsettled.
 //!
-//! A [`Charge`] is one paid call: `held` before the call is forwarded, then `captured` (the call
+//! A charge is one paid call: `held` before the call is forwarded, then `captured` (the call
 //! succeeded) or `released` (it failed, or never completed), and later `settled`.
 
 use crate::id::{ChargeId, KeyId, TenantId};

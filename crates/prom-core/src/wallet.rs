@@ -22,7 +22,7 @@ use crate::money::Amount;
 use crate::service::ServiceSlug;
 use crate::time::Timestamp;
 
-/// One budget's claim on the wallet, as [`slice`] needs it.
+/// One budget's claim on the wallet, as [`slice()`] needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// Committed and not yet paid (`held + unsettled`): it keeps its place in the wallet.
