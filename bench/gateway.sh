@@ -48,7 +48,8 @@ if [ -n "${PIN:-}" ]; then
 fi
 "${UPSTREAM_CPU[@]}" "$TARGET/demo-mcp" --http "127.0.0.1:$UPSTREAM_PORT" 2>"$work/demo.log" &
 upstream_pid=$!
-PROM_LOG=warn "${GATEWAY_CPU[@]}" "$PROM" serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"${GATEWAY_LOG:-$work/log}" &
+# The upstream is on loopback, which the egress policy refuses unless the operator allows it.
+PROM_EGRESS__ALLOW_HOSTS="[\"127.0.0.1:$UPSTREAM_PORT\"]" PROM_LOG=warn "${GATEWAY_CPU[@]}" "$PROM" serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" 2>"${GATEWAY_LOG:-$work/log}" &
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 

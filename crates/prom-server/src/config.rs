@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub stdio_idle_secs: u64,
     /// Most stdio upstream processes running at once.
     pub max_stdio_sessions: usize,
+    /// Where upstreams may be: `https` to public addresses only, unless allowed here (see
+    /// `egress.rs` and the README's configuration reference).
+    pub egress: crate::egress::EgressConfig,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             stdio_idle_secs: 600,
             max_stdio_sessions: 64,
             stdio_upstream_commands: Vec::new(),
+            egress: crate::egress::EgressConfig::default(),
         }
     }
 }

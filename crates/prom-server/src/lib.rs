@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod directory;
+pub mod egress;
 pub mod error;
 pub mod gateway;
 mod logging;

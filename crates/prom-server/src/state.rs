@@ -70,8 +70,8 @@ pub enum StartupError {
     KdfChanged { configured: KdfParams, stored: KdfParams },
     #[error("password hashing settings are unusable")]
     Password(#[from] PasswordHashError),
-    #[error("cannot set up the gateway's HTTP client")]
-    HttpClient(#[from] reqwest::Error),
+    #[error("cannot set up the gateway")]
+    Gateway(#[from] crate::gateway::GatewayError),
 }
 
 impl AppState {

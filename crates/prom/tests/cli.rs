@@ -34,7 +34,9 @@ fn base_env(cmd: &mut Command, home: &Path) {
         .env("PROM_KEY_KDF__M_COST_KIB", "256")
         .env("PROM_KEY_KDF__T_COST", "1")
         .env("PROM_PASSWORD_KDF__M_COST_KIB", "256")
-        .env("PROM_PASSWORD_KDF__T_COST", "1");
+        .env("PROM_PASSWORD_KDF__T_COST", "1")
+        // The service published below names a loopback upstream: the operator allows exactly it.
+        .env("PROM_EGRESS__ALLOW_HOSTS", "[\"127.0.0.1:9\"]");
 }
 
 async fn start_server(home: &Path, data_dir: &Path) -> Server {

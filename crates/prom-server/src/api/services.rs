@@ -108,6 +108,19 @@ fn parse_upstream(spec: UpstreamSpec, config: &ServerConfig) -> Result<Upstream,
     }
 }
 
+/// An HTTP upstream must be somewhere the gateway may connect to (the egress policy): the
+/// publisher is told what was refused and how an operator allows it.
+async fn check_egress(state: &AppState, upstream: Upstream) -> Result<Upstream, ApiError> {
+    if let Upstream::Http { url } = &upstream {
+        let parsed = Url::parse(url).map_err(|_| invalid("upstream.url is not a URL"))?;
+        let gateway = &state.gateway;
+        if let Err(refusal) = gateway.egress.check_registration(&parsed, &gateway.lookup).await {
+            return Err(invalid(format!("upstream.url is refused: {refusal}")));
+        }
+    }
+    Ok(upstream)
+}
+
 fn parse_stdio(
     command: String,
     args: Vec<String>,
@@ -237,7 +250,7 @@ pub async fn create_service(
         slug,
         name: parse_name(&request.name)?,
         description: parse_description(&request.description)?,
-        upstream: parse_upstream(request.upstream, &state.config)?,
+        upstream: check_egress(&state, parse_upstream(request.upstream, &state.config)?).await?,
         prices: parse_prices(request.prices)?,
         charge_tool_errors: request.charge_tool_errors,
         created_at: Timestamp::now(),
@@ -302,7 +315,10 @@ pub async fn update_service(
     let patch = ServicePatch {
         name: request.name.as_deref().map(parse_name).transpose()?,
         description: request.description.as_deref().map(parse_description).transpose()?,
-        upstream: request.upstream.map(|spec| parse_upstream(spec, &state.config)).transpose()?,
+        upstream: match request.upstream {
+            Some(spec) => Some(check_egress(&state, parse_upstream(spec, &state.config)?).await?),
+            None => None,
+        },
         prices: request.prices.map(parse_prices).transpose()?,
         charge_tool_errors: request.charge_tool_errors,
     };

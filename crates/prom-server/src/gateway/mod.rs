@@ -40,6 +40,7 @@ use self::sessions::SessionBindings;
 use self::stdio::{Outgoing, StdioUpstreams};
 use crate::auth::{AgentPrincipal, Principal};
 use crate::config::ServerConfig;
+use crate::egress::{EgressPolicy, EgressResolver, Lookup};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::money::ChargeError;
@@ -77,14 +78,22 @@ pub struct Gateway {
     pending: PendingIds,
     /// Upstream URLs, parsed once.
     urls: dashmap::DashMap<String, reqwest::Url>,
+    /// Where upstreams may be; the client's resolver applies it to every name it resolves.
+    pub egress: Arc<EgressPolicy>,
+    /// The resolver's lookups (tests pin names to addresses through it).
+    pub lookup: Lookup,
     max_request_bytes: usize,
     upstream_timeout: Duration,
     allowed_origins: Vec<String>,
 }
 
 impl Gateway {
-    pub fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Self, GatewayError> {
+        let egress = Arc::new(EgressPolicy::new(&config.egress)?);
+        let lookup = Lookup::default();
+        let resolver = EgressResolver { policy: egress.clone(), lookup: lookup.clone() };
         let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
@@ -105,6 +114,8 @@ impl Gateway {
             paid,
             pending: PendingIds::default(),
             urls: dashmap::DashMap::new(),
+            egress,
+            lookup,
             max_request_bytes: config.max_mcp_request_bytes,
             upstream_timeout: Duration::from_secs(config.upstream_timeout_secs),
             allowed_origins: config.allowed_origins.clone(),
@@ -124,6 +135,22 @@ impl Gateway {
             "requests from the web origin {origin:?} are not allowed; an operator can allow it with allowed_origins"
         )))
     }
+}
+
+/// Why a gateway cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot set up the gateway's HTTP client")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Egress(#[from] crate::egress::BadCidr),
+}
+
+/// What an agent is told when its service's upstream cannot be used: the same words whether the
+/// egress policy refused it or the connection failed, so that agents cannot map the network
+/// through the gateway (the operator's log says which).
+fn unreachable(service: &str) -> ApiError {
+    ApiError::UpstreamUnavailable(format!("the service {service} cannot be reached right now; try again later"))
 }
 
 /// Tells an upstream that a paid call's result is no longer wanted (its time ran out and its hold
@@ -353,6 +380,12 @@ async fn forward(
             return Err(err);
         }
     };
+    if let Err(refusal) = gateway.egress.check_url(&url) {
+        gateway.metrics.upstream_error(service.slug.as_str(), "refused");
+        tracing::warn!(service = %service.slug, refusal = %refusal, "an upstream was refused by the egress policy");
+        gateway.fail(awaiting, Outcome::UpstreamError).await;
+        return Err(unreachable(service.slug.as_str()));
+    }
     let mut request = gateway.client.request(method, url);
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(value) = headers.get(name) {
@@ -381,9 +414,7 @@ async fn forward(
             gateway.metrics.upstream_error(service_name, kind);
             tracing::warn!(service = service_name, error = %crate::redact::upstream_error(err), "upstream request failed");
             gateway.fail(awaiting, Outcome::UpstreamError).await;
-            return Err(ApiError::UpstreamUnavailable(format!(
-                "the service {service_name} cannot be reached right now ({kind} failed); try again later"
-            )));
+            return Err(unreachable(service_name));
         }
         Ok(Ok(response)) => response,
     };

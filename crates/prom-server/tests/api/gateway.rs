@@ -173,7 +173,7 @@ async fn spawn_garbage_upstream() -> String {
     format!("http://{addr}/mcp")
 }
 
-async fn register(app: &TestApp, owner: &TestUser, slug: &str, url: &str) {
+pub(crate) async fn register(app: &TestApp, owner: &TestUser, slug: &str, url: &str) {
     register_priced(app, owner, slug, url, &[]).await;
 }
 

@@ -46,10 +46,16 @@ enum TestDatabase {
     Postgres,
 }
 
-/// The settings every test starts from: production defaults with cheap hashing and throttles
-/// loose enough that only a test that means to be throttled ever is.
+/// The settings every test starts from: production defaults with cheap hashing, throttles
+/// loose enough that only a test that means to be throttled ever is, and the upstreams the tests
+/// run on loopback allowed (as an operator allows its own network).
 pub fn test_config() -> ServerConfig {
     ServerConfig {
+        egress: prom_server::egress::EgressConfig {
+            allow_cidrs: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            allow_http: true,
+            ..Default::default()
+        },
         key_kdf: FAST_KDF,
         password_kdf: FAST_KDF,
         unknown_key_burst: 1000,

@@ -35,8 +35,13 @@ pub struct DemoHandle {
     _stop: oneshot::Sender<()>,
 }
 
-pub async fn start(state: &AppState, gateway: SocketAddr) -> anyhow::Result<DemoHandle> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a port for the demo MCP server")?;
+/// The demo MCP server's port on loopback, bound before the server starts (so that the egress
+/// policy can allow exactly it).
+pub async fn bind() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0").await.context("cannot bind a port for the demo MCP server")
+}
+
+pub async fn start(state: &AppState, listener: TcpListener, gateway: SocketAddr) -> anyhow::Result<DemoHandle> {
     let upstream = format!("http://{}{}", listener.local_addr()?, demo_mcp::MCP_PATH);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -30,8 +30,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         prom_store::Database::Postgres { .. } => None,
     };
     let store = SqlStore::open(&database).await.with_context(|| format!("cannot open {}", database.describe()))?;
-    let state =
-        AppState::build(Arc::new(store.clone()), super::admin::embedded_ledger(&store), config.server.clone()).await?;
+    // The demo's upstream runs on loopback, which the egress policy refuses: allow exactly it.
+    let mut server_config = config.server.clone();
+    let demo_upstream = match args.demo {
+        true => {
+            let listener = super::demo::bind().await?;
+            let address = listener.local_addr()?;
+            server_config.egress.allow_hosts.push(address.to_string());
+            eprintln!("  --demo: the demo's own upstream http://{address} is allowed past the egress policy");
+            Some(listener)
+        }
+        false => None,
+    };
+    let state = AppState::build(Arc::new(store.clone()), super::admin::embedded_ledger(&store), server_config).await?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another server using it? pick another with --listen", config.listen)
     })?;
@@ -55,7 +66,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "  then sign in and mint a key:  prom login --server http://{address} && prom keys create --label my-agent"
     );
 
-    let demo = if args.demo { Some(super::demo::start(&state, address).await?) } else { None };
+    let demo = match demo_upstream {
+        Some(listener) => Some(super::demo::start(&state, listener, address).await?),
+        None => None,
+    };
     prom_server::serve(listener, state, shutdown_signal()).await?;
     drop(demo);
     store.close().await;
