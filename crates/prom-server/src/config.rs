@@ -78,6 +78,15 @@ pub struct ServerConfig {
     pub stdio_idle_secs: u64,
     /// Most stdio upstream processes running at once.
     pub max_stdio_sessions: usize,
+    /// A request's head must arrive within this many seconds (a half-sent request is cut).
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds of its head.
+    pub request_body_timeout_secs: u64,
+    /// Most client connections open at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// How long an upstream may send nothing while answering a POST before the call ends as an
+    /// upstream failure (a paid call's hold is released). Streams opened by GET are exempt.
+    pub upstream_idle_secs: u64,
     /// Where upstreams may be: `https` to public addresses only, unless allowed here (see
     /// `egress.rs` and the README's configuration reference).
     pub egress: crate::egress::EgressConfig,
@@ -113,6 +122,10 @@ impl Default for ServerConfig {
             stdio_idle_secs: 600,
             max_stdio_sessions: 64,
             stdio_upstream_commands: Vec::new(),
+            header_read_timeout_secs: 10,
+            request_body_timeout_secs: 30,
+            max_connections: 4096,
+            upstream_idle_secs: 120,
             egress: crate::egress::EgressConfig::default(),
         }
     }

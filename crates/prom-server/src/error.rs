@@ -24,6 +24,7 @@ pub mod code {
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
     pub const UPSTREAM_TIMEOUT: &str = "UPSTREAM_TIMEOUT";
+    pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -47,6 +48,9 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
     #[error("{0}")]
@@ -89,6 +93,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -108,6 +113,7 @@ impl ApiError {
             Self::Conflict(_) => code::CONFLICT,
             Self::InvalidRequest(_) => code::INVALID_REQUEST,
             Self::PayloadTooLarge(_) => code::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => code::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::Unavailable(_) => code::UNAVAILABLE,
             Self::UpstreamUnavailable(_) => code::UPSTREAM_UNAVAILABLE,
@@ -162,6 +168,10 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return Self::PayloadTooLarge("the request body is too large (at most 64 KiB)".into());
+        }
+        let timed_out = crate::listen::body_error(&rejection, Self::InvalidRequest(String::new()));
+        if matches!(timed_out, Self::RequestTimeout(_)) {
+            return timed_out;
         }
         match rejection {
             JsonRejection::MissingJsonContentType(_) => {

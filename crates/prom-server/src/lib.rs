@@ -10,6 +10,7 @@ pub mod directory;
 pub mod egress;
 pub mod error;
 pub mod gateway;
+mod listen;
 mod logging;
 pub mod metrics;
 pub mod money;
@@ -18,11 +19,9 @@ pub mod state;
 pub mod usage;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::{any, get};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use crate::config::ServerConfig;
@@ -37,6 +36,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", api::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(state.config.request_body_timeout_secs.max(1)),
+            listen::body_deadline,
+        ))
         .layer(axum::middleware::from_fn(logging::log_request))
         .with_state(state)
 }
@@ -51,15 +54,12 @@ pub async fn serve(
     let gateway = state.gateway.clone();
     let settler = state.settler.clone();
     let settling = settler.spawn(std::time::Duration::from_secs(state.config.settle_interval_secs));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // SSE relays many small writes; without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
-    // ~40 ms stalls to every streamed response.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let limits = listen::Limits {
+        header_read: std::time::Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
+        max_connections: state.config.max_connections,
+        drain: std::time::Duration::from_secs(30),
+    };
+    let result = listen::serve(listener, router(state), limits, shutdown).await;
     gateway.stdio.shutdown();
     usage.flush().await;
     // Leave nothing captured behind that could be settled now (after the periodic round stops:

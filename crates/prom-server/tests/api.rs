@@ -34,6 +34,8 @@ mod gateway;
 mod isolation;
 #[path = "api/keys.rs"]
 mod keys;
+#[path = "api/limits.rs"]
+mod limits;
 #[path = "api/login.rs"]
 mod login;
 #[path = "api/paid_results.rs"]

@@ -43,6 +43,10 @@ where
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            let timed_out = crate::listen::body_error(&rejection, ApiError::InvalidRequest(String::new()));
+            if matches!(timed_out, ApiError::RequestTimeout(_)) {
+                return timed_out;
+            }
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge("the request body is too large (at most 64 KiB)".into())
             } else {

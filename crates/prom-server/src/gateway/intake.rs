@@ -45,11 +45,12 @@ pub async fn read_message(
     body: Body,
 ) -> Result<Result<Intake, Response>, ApiError> {
     let gateway = &state.gateway;
-    let bytes = axum::body::to_bytes(body, gateway.max_request_bytes).await.map_err(|_| {
-        ApiError::PayloadTooLarge(format!(
+    let bytes = axum::body::to_bytes(body, gateway.max_request_bytes).await.map_err(|err| {
+        let too_large = ApiError::PayloadTooLarge(format!(
             "MCP messages through the gateway are at most {} bytes",
             gateway.max_request_bytes
-        ))
+        ));
+        crate::listen::body_error(&err, too_large)
     })?;
     let envelope = match Envelope::parse(&bytes) {
         Ok(envelope) => envelope,

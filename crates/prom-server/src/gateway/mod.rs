@@ -84,6 +84,8 @@ pub struct Gateway {
     pub lookup: Lookup,
     max_request_bytes: usize,
     upstream_timeout: Duration,
+    /// How long a POST's answer may pause before the call ends as an upstream failure.
+    upstream_idle: Duration,
     allowed_origins: Vec<String>,
 }
 
@@ -118,6 +120,7 @@ impl Gateway {
             lookup,
             max_request_bytes: config.max_mcp_request_bytes,
             upstream_timeout: Duration::from_secs(config.upstream_timeout_secs),
+            upstream_idle: Duration::from_secs(config.upstream_idle_secs.max(1)),
             allowed_origins: config.allowed_origins.clone(),
         })
     }
@@ -386,6 +389,7 @@ async fn forward(
         gateway.fail(awaiting, Outcome::UpstreamError).await;
         return Err(unreachable(service.slug.as_str()));
     }
+    let method_was_post = method == Method::POST;
     let mut request = gateway.client.request(method, url);
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(value) = headers.get(name) {
@@ -459,11 +463,14 @@ async fn forward(
     };
     // A paid JSON answer is sent only once its charge is captured: its head waits with it.
     let whole = !is_sse && paid.is_some();
+    // A POST's answer must keep coming; a GET stream may rightly be quiet for long.
+    let idle = (method_was_post).then_some(gateway.upstream_idle);
+    let body = relay::upstream_body(upstream, idle);
     let relay = if is_sse {
         response = response.header("x-accel-buffering", "no");
-        sse::relay_sse(upstream, awaiting, gateway.paid.clone())
+        sse::relay_sse(body, awaiting, gateway.paid.clone())
     } else {
-        relay::relay_json(upstream, awaiting, gateway.paid.clone())
+        relay::relay_json(body, awaiting, gateway.paid.clone())
     };
     match relay::body_of(relay, whole).await {
         Ok(body) => response.body(body).map_err(ApiError::internal),

@@ -66,7 +66,7 @@ pub enum RelayError {
     #[error("the service's answer carried another call's paid result")]
     Foreign,
     #[error("the service's answer broke off")]
-    Upstream(#[source] reqwest::Error),
+    Upstream(#[source] std::io::Error),
 }
 
 impl RelayError {
@@ -75,7 +75,27 @@ impl RelayError {
     }
 }
 
-pub type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+pub type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// An upstream's body as a stream of chunks; with `idle`, one that sends nothing for that long
+/// fails (`TimedOut`) and ends, so a call whose upstream stalls after its head ends as an upstream
+/// failure (a paid call's hold is released) instead of waiting for ever.
+pub fn upstream_body(upstream: reqwest::Response, idle: Option<std::time::Duration>) -> UpstreamStream {
+    let chunks = upstream.bytes_stream().map(|chunk| chunk.map_err(std::io::Error::other));
+    let Some(idle) = idle else { return Box::pin(chunks) };
+    Box::pin(futures_util::stream::unfold(Some(Box::pin(chunks)), move |state| async move {
+        let mut chunks = state?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
+            Ok(Some(Err(err))) => Some((Err(err), None)),
+            Ok(None) => None,
+            Err(_) => {
+                let stalled = format!("the upstream sent nothing for {} s", idle.as_secs());
+                Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, stalled)), None))
+            }
+        }
+    }))
+}
 
 /// What the agent is sent, chunk by chunk.
 pub type RelayStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -123,8 +143,7 @@ pub async fn body_of(mut relay: RelayStream, whole: bool) -> Result<Body, std::i
 
 /// A JSON body. A paid call's is read whole and released only once settled; any other is relayed
 /// chunk by chunk, its last chunk held until the end shows what the body is.
-pub fn relay_json(upstream: reqwest::Response, awaiting: Awaiting, paid: Arc<PaidCalls>) -> RelayStream {
-    let stream: UpstreamStream = Box::pin(upstream.bytes_stream());
+pub fn relay_json(stream: UpstreamStream, awaiting: Awaiting, paid: Arc<PaidCalls>) -> RelayStream {
     match awaiting {
         Awaiting::Paid(ticket) => Box::pin(futures_util::stream::once(paid_json(stream, ticket, paid))),
         Awaiting::Free(watch) => free_json(stream, Some(watch)),

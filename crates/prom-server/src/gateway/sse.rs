@@ -31,15 +31,8 @@ use super::relay::{Awaiting, RelayError, RelayStream, UpstreamStream, next_withi
 const END_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// An event stream, relayed event by event.
-pub fn relay_sse(upstream: reqwest::Response, awaiting: Awaiting, paid: Arc<PaidCalls>) -> RelayStream {
-    let relay = SseRelay {
-        stream: Box::pin(upstream.bytes_stream()),
-        parser: EventParser::new(),
-        awaiting,
-        paid,
-        answered: false,
-        next: Next::Read,
-    };
+pub fn relay_sse(stream: UpstreamStream, awaiting: Awaiting, paid: Arc<PaidCalls>) -> RelayStream {
+    let relay = SseRelay { stream, parser: EventParser::new(), awaiting, paid, answered: false, next: Next::Read };
     Box::pin(futures_util::stream::unfold(
         relay,
         |mut relay| async move { relay.next_out().await.map(|out| (out, relay)) },
@@ -49,7 +42,7 @@ pub fn relay_sse(upstream: reqwest::Response, awaiting: Awaiting, paid: Arc<Paid
 /// What the relay does next: read the upstream, use an item already read, or end.
 enum Next {
     Read,
-    Got(Option<Result<Bytes, reqwest::Error>>),
+    Got(Option<Result<Bytes, std::io::Error>>),
     End,
 }
 

@@ -1,0 +1,147 @@
+//! Serving connections: hyper's HTTP/1.1 with the limits a public server needs, which
+//! `axum::serve` does not offer — a deadline for a request's head (a client that sends half a
+//! request line and stalls is cut), a cap on open connections (past it, new ones wait in the
+//! kernel's backlog instead of taking memory), and a bounded drain at shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_service::Service;
+
+/// A request body that did not arrive within its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} s")]
+pub struct BodyTimedOut(pub u64);
+
+impl BodyTimedOut {
+    const TEXT: &str = "the request body did not arrive within";
+}
+
+/// Middleware: a request's body must arrive whole within `limit` of its head. A body read after
+/// that fails with [`BodyTimedOut`] (see [`body_error`]), so a client trickling a byte at a time
+/// cannot hold a request open.
+pub async fn body_deadline(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::body::HttpBody as _;
+    if request.body().size_hint().upper() == Some(0) {
+        return next.run(request).await;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    let secs = limit.as_secs();
+    let (parts, body) = request.into_parts();
+    let chunks = futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
+        use futures_util::StreamExt as _;
+        let mut stream = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(axum::Error::new(BodyTimedOut(secs))), None)),
+        }
+    });
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(chunks))).await
+}
+
+/// What a failed body read is, for the caller: too late (408) or `otherwise`.
+pub fn body_error(
+    err: &(dyn std::error::Error + 'static),
+    otherwise: crate::error::ApiError,
+) -> crate::error::ApiError {
+    // Extractors' rejections keep the cause's text but not always the cause itself.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if current.downcast_ref::<BodyTimedOut>().is_some() || current.to_string().contains(BodyTimedOut::TEXT) {
+            return crate::error::ApiError::RequestTimeout(format!(
+                "{} the server's limit; send it faster, or all at once",
+                BodyTimedOut::TEXT
+            ));
+        }
+        source = current.source();
+    }
+    otherwise
+}
+
+/// How connections are bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// A request's head (request line and headers) must arrive within this, from the moment
+    /// the connection is ready for it.
+    pub header_read: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How long open requests may still run once shutdown begins.
+    pub drain: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets open requests finish for at
+/// most `limits.drain`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let mut make = router.into_make_service_with_connect_info::<SocketAddr>();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read).keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // SSE relays many small writes; without TCP_NODELAY, Nagle's algorithm and delayed ACKs
+        // add ~40 ms stalls to every streamed response.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+        let service = match make.call(remote).await {
+            Ok(service) => service,
+            Err(never) => match never {},
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, %remote, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.drain) => {
+            tracing::warn!(drain_secs = limits.drain.as_secs(), "requests still open after the drain; closing them");
+        }
+    }
+    Ok(())
+}
