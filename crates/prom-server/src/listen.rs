@@ -38,19 +38,47 @@ pub async fn body_deadline(
     if request.body().size_hint().upper() == Some(0) {
         return next.run(request).await;
     }
-    let deadline = tokio::time::Instant::now() + limit;
-    let secs = limit.as_secs();
     let (parts, body) = request.into_parts();
-    let chunks = futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
-        use futures_util::StreamExt as _;
-        let mut stream = state?;
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(item)) => Some((item, Some(stream))),
-            Ok(None) => None,
-            Err(_) => Some((Err(axum::Error::new(BodyTimedOut(secs))), None)),
-        }
-    });
+    let chunks = Deadline {
+        chunks: body.into_data_stream(),
+        // Only polled (so only put on the timer wheel) when the body is not there yet.
+        sleep: Box::pin(tokio::time::sleep(limit)),
+        secs: limit.as_secs(),
+        expired: false,
+    };
     next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(chunks))).await
+}
+
+/// A body's chunks, failing with [`BodyTimedOut`] once `sleep` is over.
+struct Deadline {
+    chunks: axum::body::BodyDataStream,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    secs: u64,
+    expired: bool,
+}
+
+impl futures_util::Stream for Deadline {
+    type Item = Result<bytes::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(chunk) = std::pin::Pin::new(&mut self.chunks).poll_next(cx) {
+            return Poll::Ready(chunk);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.expired = true;
+                Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(self.secs)))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// What a failed body read is, for the caller: too late (408) or `otherwise`.

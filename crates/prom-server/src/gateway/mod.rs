@@ -76,8 +76,9 @@ pub struct Gateway {
     paid: Arc<PaidCalls>,
     /// Request ids pending in each MCP session.
     pending: PendingIds,
-    /// Upstream URLs, parsed once.
-    urls: dashmap::DashMap<String, reqwest::Url>,
+    /// Upstream URLs, parsed and checked against the egress policy once (the policy does not
+    /// change while the server runs; names are still checked at every connect).
+    urls: dashmap::DashMap<String, Result<reqwest::Url, crate::egress::Refusal>>,
     /// Where upstreams may be; the client's resolver applies it to every name it resolves.
     pub egress: Arc<EgressPolicy>,
     /// The resolver's lookups (tests pin names to addresses through it).
@@ -341,17 +342,25 @@ impl Gateway {
         let Upstream::Http { url } = &service.upstream else {
             return Err(ApiError::internal(std::io::Error::other("stdio service in the HTTP path")));
         };
-        if let Some(parsed) = self.urls.get(url) {
-            return Ok(parsed.clone());
-        }
-        let parsed = reqwest::Url::parse(url).map_err(|_| {
-            ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
-        })?;
-        if self.urls.len() > 10_000 {
-            self.urls.clear();
-        }
-        self.urls.insert(url.clone(), parsed.clone());
-        Ok(parsed)
+        let checked = match self.urls.get(url) {
+            Some(checked) => checked.clone(),
+            None => {
+                let parsed = reqwest::Url::parse(url).map_err(|_| {
+                    ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
+                })?;
+                let checked = self.egress.check_url(&parsed).map(|()| parsed);
+                if self.urls.len() > 10_000 {
+                    self.urls.clear();
+                }
+                self.urls.insert(url.clone(), checked.clone());
+                checked
+            }
+        };
+        checked.map_err(|refusal| {
+            self.metrics.upstream_error(service.slug.as_str(), "refused");
+            tracing::warn!(service = %service.slug, refusal = %refusal, "an upstream was refused by the egress policy");
+            unreachable(service.slug.as_str())
+        })
     }
 
     /// Ends a request that failed before any answer: a free one is recorded with `outcome`, a paid
@@ -383,12 +392,6 @@ async fn forward(
             return Err(err);
         }
     };
-    if let Err(refusal) = gateway.egress.check_url(&url) {
-        gateway.metrics.upstream_error(service.slug.as_str(), "refused");
-        tracing::warn!(service = %service.slug, refusal = %refusal, "an upstream was refused by the egress policy");
-        gateway.fail(awaiting, Outcome::UpstreamError).await;
-        return Err(unreachable(service.slug.as_str()));
-    }
     let method_was_post = method == Method::POST;
     let mut request = gateway.client.request(method, url);
     for name in FORWARDED_REQUEST_HEADERS {

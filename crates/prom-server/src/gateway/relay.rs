@@ -12,6 +12,7 @@
 //! instead of two.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -83,18 +84,40 @@ pub type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std:
 pub fn upstream_body(upstream: reqwest::Response, idle: Option<std::time::Duration>) -> UpstreamStream {
     let chunks = upstream.bytes_stream().map(|chunk| chunk.map_err(std::io::Error::other));
     let Some(idle) = idle else { return Box::pin(chunks) };
-    Box::pin(futures_util::stream::unfold(Some(Box::pin(chunks)), move |state| async move {
-        let mut chunks = state?;
-        match tokio::time::timeout(idle, chunks.next()).await {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
-            Ok(Some(Err(err))) => Some((Err(err), None)),
-            Ok(None) => None,
-            Err(_) => {
-                let stalled = format!("the upstream sent nothing for {} s", idle.as_secs());
-                Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, stalled)), None))
-            }
+    Box::pin(Idle { chunks: Box::pin(chunks), idle, sleep: Box::pin(tokio::time::sleep(idle)), ended: false })
+}
+
+/// An upstream body that fails once it has sent nothing for `idle`. One timer, reset at each
+/// chunk and polled only while the upstream has nothing ready.
+struct Idle {
+    chunks: UpstreamStream,
+    idle: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    ended: bool,
+}
+
+impl Stream for Idle {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
         }
-    }))
+        if let Poll::Ready(chunk) = self.chunks.as_mut().poll_next(cx) {
+            let next = tokio::time::Instant::now() + self.idle;
+            self.sleep.as_mut().reset(next);
+            self.ended = !matches!(chunk, Some(Ok(_)));
+            return Poll::Ready(chunk);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.ended = true;
+                let stalled = format!("the upstream sent nothing for {} s", self.idle.as_secs());
+                Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, stalled))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// What the agent is sent, chunk by chunk.
