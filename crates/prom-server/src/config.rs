@@ -50,10 +50,16 @@ pub struct ServerConfig {
     /// How often key usage (`last_used_at`, usage events, `api_key.use` rows) is written out
     /// (milliseconds); also sooner, every 500 requests.
     pub usage_flush_ms: u64,
-    /// Commands a service may name as its stdio upstream, exactly as registered (`demo-mcp`,
-    /// `/opt/mcp/bin/weather`). A stdio upstream is a program the gateway runs on this host, so by
-    /// default there are none: registering one is remote code execution for any tenant admin.
-    pub stdio_upstream_commands: Vec<String>,
+    /// Commands a service may run as its stdio upstream, each a whole command the operator
+    /// defines (see `gateway/launch.rs`). A stdio upstream is a program the gateway runs on this
+    /// host, so by default there are none.
+    pub stdio_commands: Vec<crate::gateway::StdioCommand>,
+    /// Resource limits of every stdio upstream process.
+    pub stdio_limits: crate::gateway::StdioLimits,
+    /// Most stdio upstream processes one tenant's keys may run at once.
+    pub max_stdio_sessions_per_tenant: usize,
+    /// Most stdio upstream processes one key may run at once.
+    pub max_stdio_sessions_per_key: usize,
     /// Web origins allowed to call `/mcp/…` from a browser (`*` for any). Requests without an
     /// `Origin` header (every non-browser MCP client) are unaffected.
     pub allowed_origins: Vec<String>,
@@ -121,7 +127,10 @@ impl Default for ServerConfig {
             stale_hold_secs: 0,
             stdio_idle_secs: 600,
             max_stdio_sessions: 64,
-            stdio_upstream_commands: Vec::new(),
+            stdio_commands: Vec::new(),
+            stdio_limits: crate::gateway::StdioLimits::default(),
+            max_stdio_sessions_per_tenant: 8,
+            max_stdio_sessions_per_key: 4,
             header_read_timeout_secs: 10,
             request_body_timeout_secs: 30,
             max_connections: 4096,

@@ -50,6 +50,8 @@ mod rotation;
 mod services;
 #[path = "api/stdio.rs"]
 mod stdio;
+#[path = "api/stdio_hosting.rs"]
+mod stdio_hosting;
 #[path = "api/tool_errors.rs"]
 mod tool_errors;
 #[path = "api/usage.rs"]

@@ -7,7 +7,7 @@
 //! the publishing tenant, and masked (userinfo, query values, environment values), since URLs and
 //! stdio environments may hold the provider's credentials.
 //! A stdio upstream is a program this host runs, so only commands the operator listed in
-//! `stdio_upstream_commands` are accepted.
+//! `stdio_commands` are accepted, with only the arguments and environment names it allows.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -140,12 +140,12 @@ fn parse_stdio(
         )));
     }
     // Running a program on this host is the operator's decision, not a tenant admin's.
-    if !config.stdio_upstream_commands.contains(&command) {
-        return Err(ApiError::Forbidden(
-            "stdio upstreams are disabled on this server; an operator can allow a command with \
-             stdio_upstream_commands"
-                .into(),
-        ));
+    match crate::gateway::launch::check(&config.stdio_commands, &command, &args, &env) {
+        Ok(_) => {}
+        Err(refusal @ crate::gateway::launch::LaunchRefusal::UnknownCommand(_)) => {
+            return Err(ApiError::Forbidden(refusal.to_string()));
+        }
+        Err(refusal) => return Err(invalid(refusal.to_string())),
     }
     Ok(Upstream::Stdio { command, args, env })
 }

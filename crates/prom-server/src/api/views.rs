@@ -203,7 +203,7 @@ pub struct UpstreamSpec {
     /// An absolute `http://` or `https://` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// A command listed in the server's `stdio_upstream_commands`.
+    /// A command the server's operator listed in `stdio_commands`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

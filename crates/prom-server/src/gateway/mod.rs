@@ -10,6 +10,7 @@
 mod envelope;
 mod ids;
 mod intake;
+pub mod launch;
 mod paid;
 mod pending;
 mod relay;
@@ -33,6 +34,7 @@ use serde_json::Value;
 
 pub use self::envelope::{Envelope, Outcome};
 use self::intake::{Intake, Refusal};
+pub use self::launch::{StdioCommand, StdioLimits};
 use self::paid::{CancelRoute, PaidCalls};
 use self::pending::PendingIds;
 use self::relay::{Awaiting, PaidTicket, RelayError};
@@ -102,8 +104,12 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let paid = PaidCalls::new(Duration::from_secs(config.paid_result_secs.max(1)));
-        let stdio =
-            StdioUpstreams::new(Duration::from_secs(config.stdio_idle_secs), config.max_stdio_sessions, paid.clone());
+        let quotas = stdio::Quotas {
+            total: config.max_stdio_sessions,
+            per_tenant: config.max_stdio_sessions_per_tenant,
+            per_key: config.max_stdio_sessions_per_key,
+        };
+        let stdio = StdioUpstreams::new(Duration::from_secs(config.stdio_idle_secs), quotas, paid.clone());
         tokio::spawn(paid::expire_calls(Arc::downgrade(&paid), {
             let client = client.clone();
             let stdio = Arc::downgrade(&stdio);
@@ -281,14 +287,21 @@ async fn stdio_request(
                 match session {
                     Some(session) => gateway.stdio.send(session, &agent.key_id, message, awaiting).await,
                     None if envelope.method() == Some("initialize") => {
-                        // The allow-list is checked again at spawn time: it may have shrunk since
-                        // the service was registered.
-                        if !state.config.stdio_upstream_commands.iter().any(|allowed| allowed == command) {
-                            return Err(ApiError::Forbidden(format!(
-                                "the command of service {slug} is not in this gateway's stdio_upstream_commands"
-                            )));
-                        }
-                        let session = gateway.stdio.open(slug, &agent.key_id, command, args, env)?;
+                        // The operator's commands are checked again at spawn time: they may have
+                        // changed since the service was registered.
+                        let allowed =
+                            launch::check(&state.config.stdio_commands, command, args, env).map_err(|refusal| {
+                                tracing::warn!(service = slug, %refusal, "a stdio upstream is no longer allowed");
+                                ApiError::Forbidden(format!(
+                                    "the service {slug} cannot be started on this gateway; its publisher must fix \
+                                     its upstream"
+                                ))
+                            })?;
+                        let launch = stdio::Launch {
+                            program: launch::command_line(allowed, args, &state.config.stdio_limits),
+                            env: launch::environment(env),
+                        };
+                        let session = gateway.stdio.open(slug, agent, &launch)?;
                         gateway.sessions.bind(slug, &session, &agent.key_id);
                         let mut response = gateway.stdio.send(&session, &agent.key_id, message, awaiting).await?;
                         if let Ok(value) = HeaderValue::from_str(&session) {

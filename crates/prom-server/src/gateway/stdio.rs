@@ -40,13 +40,30 @@ const MAX_BACKLOG: usize = 1000;
 pub struct StdioUpstreams {
     sessions: DashMap<String, Arc<StdioSession>>,
     idle: Duration,
-    max_sessions: usize,
+    quotas: Quotas,
     paid: Arc<PaidCalls>,
+}
+
+/// How many processes may run at once: in all, per tenant and per key.
+#[derive(Clone, Copy, Debug)]
+pub struct Quotas {
+    pub total: usize,
+    pub per_tenant: usize,
+    pub per_key: usize,
+}
+
+/// How to start a session's process: the program line (`prlimit` and its limits, then the
+/// command) and the whole environment.
+#[derive(Debug)]
+pub struct Launch {
+    pub program: (std::ffi::OsString, Vec<std::ffi::OsString>),
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
 struct StdioSession {
     key_id: KeyId,
+    tenant_id: prom_core::id::TenantId,
     service: String,
     stdin: tokio::sync::Mutex<FramedWrite<ChildStdin, LinesCodec>>,
     routes: Mutex<Routes>,
@@ -89,8 +106,8 @@ impl Outgoing {
 }
 
 impl StdioUpstreams {
-    pub fn new(idle: Duration, max_sessions: usize, paid: Arc<PaidCalls>) -> Arc<Self> {
-        let upstreams = Arc::new(Self { sessions: DashMap::new(), idle, max_sessions, paid });
+    pub fn new(idle: Duration, quotas: Quotas, paid: Arc<PaidCalls>) -> Arc<Self> {
+        let upstreams = Arc::new(Self { sessions: DashMap::new(), idle, quotas, paid });
         tokio::spawn(reap_idle(Arc::downgrade(&upstreams)));
         upstreams
     }
@@ -99,28 +116,50 @@ impl StdioUpstreams {
     pub fn open(
         self: &Arc<Self>,
         service: &str,
-        key_id: &KeyId,
-        command: &str,
-        args: &[String],
-        env: &BTreeMap<String, String>,
+        agent: &crate::auth::AgentPrincipal,
+        launch: &Launch,
     ) -> Result<String, ApiError> {
-        if self.sessions.len() >= self.max_sessions {
+        let key_id = &agent.key_id;
+        let (mut of_tenant, mut of_key) = (0, 0);
+        for session in &self.sessions {
+            of_tenant += usize::from(session.tenant_id == agent.tenant_id);
+            of_key += usize::from(session.key_id == *key_id);
+        }
+        if of_key >= self.quotas.per_key {
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "this key runs {of_key} local service processes, its most; end a session (DELETE) or wait for \
+                     one to go idle"
+                ),
+                retry_after_secs: 10,
+            });
+        }
+        if of_tenant >= self.quotas.per_tenant {
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "your tenant's keys run {of_tenant} local service processes, its most; end a session (DELETE) \
+                     or wait for one to go idle"
+                ),
+                retry_after_secs: 10,
+            });
+        }
+        if self.sessions.len() >= self.quotas.total {
             return Err(ApiError::Unavailable(
                 "the gateway runs as many local service processes as it may; retry later".into(),
             ));
         }
-        let mut child = Command::new(command)
+        let (program, args) = &launch.program;
+        let mut child = Command::new(program)
             .args(args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|err| {
-                tracing::warn!(service, command, error = %err, "cannot start a stdio upstream");
+                tracing::warn!(service, program = ?program, error = %err, "cannot start a stdio upstream");
                 ApiError::UpstreamUnavailable(format!("the service {service} cannot be started right now"))
             })?;
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -132,6 +171,7 @@ impl StdioUpstreams {
         let session_id = hex::encode(id);
         let session = Arc::new(StdioSession {
             key_id: key_id.clone(),
+            tenant_id: agent.tenant_id.clone(),
             service: service.to_owned(),
             stdin: tokio::sync::Mutex::new(FramedWrite::new(stdin, LinesCodec::new_with_max_length(MAX_LINE))),
             routes: Mutex::new(Routes::default()),
@@ -335,6 +375,24 @@ async fn read_stdout(
         route(&session, &message, line);
     }
     tracing::debug!(service = %session.service, "stdio upstream closed its output");
+    // Say how it ended (a process over its memory or CPU limit dies by signal or with an error).
+    let child = lock(&session.child).take();
+    if let Some(mut child) = child {
+        match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+            Ok(Ok(status)) if !status.success() => tracing::warn!(
+                service = %session.service, %status,
+                "a stdio upstream exited with an error (over its stdio_limits, or it failed)"
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                // It closed its output but lives on: end it.
+                let _ = child.start_kill();
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+            }
+        }
+    }
     match upstreams.upgrade() {
         Some(upstreams) => upstreams.close(&session_id),
         None => session.kill(),

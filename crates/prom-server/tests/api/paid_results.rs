@@ -442,7 +442,7 @@ async fn register_stdio(s: &Setup) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_paid_calls_keep_the_agents_id_and_refuse_pending_ones() {
-    let s = setup_with(|c| c.stdio_upstream_commands = vec!["python3".into()]).await;
+    let s = setup_with(|c| c.stdio_commands = vec![crate::support::python_stdio()]).await;
     register_stdio(&s).await;
     let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
     let response = post_raw(&s, "local", init.to_string(), None).await;

@@ -270,8 +270,8 @@ async fn invalid_requests_say_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_upstreams_are_refused_unless_the_operator_allows_the_command() {
     let stdio = json!({ "command": "demo-mcp", "args": ["--stdio"], "env": { "DEMO_TOKEN": "s3cret" } });
-    let refused = "stdio upstreams are disabled on this server; an operator can allow a command with \
-                   stdio_upstream_commands";
+    let refused = "\"demo-mcp\" is not a command this server runs; an operator can allow one with \
+                   [[stdio_commands]] (name, absolute path, fixed args, allowed env names)";
 
     let app = TestApp::spawn().await;
     let owner = app.with_owner("acme").await;
@@ -284,7 +284,14 @@ async fn stdio_upstreams_are_refused_unless_the_operator_allows_the_command() {
     assert_eq!(expect_error(&patch, StatusCode::FORBIDDEN, "FORBIDDEN"), refused);
     assert_eq!(owner.get(WEATHER).await.1["upstream"]["url"], "https://weather.example/mcp?token=***");
 
-    let app = TestApp::spawn_with(|config| config.stdio_upstream_commands = vec!["demo-mcp".into()]).await;
+    let demo = prom_server::gateway::StdioCommand {
+        name: "demo-mcp".into(),
+        path: "/usr/local/bin/demo-mcp".into(),
+        args: Vec::new(),
+        extra_args: true,
+        env: vec!["DEMO_TOKEN".into()],
+    };
+    let app = TestApp::spawn_with(|config| config.stdio_commands = vec![demo]).await;
     let owner = app.with_owner("acme").await;
     let (status, created) = owner.post("/v1/services", body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -300,7 +307,8 @@ async fn stdio_upstreams_are_refused_unless_the_operator_allows_the_command() {
     body["slug"] = json!("other");
     body["upstream"]["command"] = json!("/bin/sh");
     let other = owner.post("/v1/services", body).await;
-    assert_eq!(expect_error(&other, StatusCode::FORBIDDEN, "FORBIDDEN"), refused, "only the listed command");
+    let refused_sh = refused.replace("\"demo-mcp\"", "\"/bin/sh\"");
+    assert_eq!(expect_error(&other, StatusCode::FORBIDDEN, "FORBIDDEN"), refused_sh, "only the listed command");
 
     let bob = app.with_owner("bob-co").await;
     let (_, seen) = bob.get("/v1/services/local").await;

@@ -22,7 +22,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let app = TestApp::spawn_with(|c| c.stdio_upstream_commands = vec!["python3".into()]).await;
+    let app = TestApp::spawn_with(|c| c.stdio_commands = vec![crate::support::python_stdio()]).await;
     let owner = app.with_owner("acme").await;
     let script = format!("{}/tests/fixtures/fake_stdio_mcp.py", env!("CARGO_MANIFEST_DIR"));
     let env: BTreeMap<String, String> = [("FAKE_SETTING".to_owned(), "configured".to_owned())].into_iter().collect();

@@ -68,6 +68,22 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+/// The operator's command for the suite's stdio upstreams: `python3` (found on this machine's
+/// usual paths), any script argument, and the one environment name the fixture reads.
+pub fn python_stdio() -> prom_server::gateway::StdioCommand {
+    let path = ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("python3 in /usr/bin, /usr/local/bin or /bin");
+    prom_server::gateway::StdioCommand {
+        name: "python3".into(),
+        path: path.into(),
+        args: Vec::new(),
+        extra_args: true,
+        env: vec!["FAKE_SETTING".into()],
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
