@@ -84,6 +84,8 @@ pub struct ServerConfig {
     pub stdio_idle_secs: u64,
     /// Most stdio upstream processes running at once.
     pub max_stdio_sessions: usize,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
     /// A request's head must arrive within this many seconds (a half-sent request is cut).
     pub header_read_timeout_secs: u64,
     /// A request's body must arrive within this many seconds of its head.
@@ -131,6 +133,7 @@ impl Default for ServerConfig {
             stdio_limits: crate::gateway::StdioLimits::default(),
             max_stdio_sessions_per_tenant: 8,
             max_stdio_sessions_per_key: 4,
+            metrics_token: None,
             header_read_timeout_secs: 10,
             request_body_timeout_secs: 30,
             max_connections: 4096,

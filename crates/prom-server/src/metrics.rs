@@ -182,11 +182,28 @@ impl prometheus_client::collector::Collector for AuthCollector {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+/// `GET /metrics`. With `metrics_token` set, only a request carrying `Authorization: Bearer
+/// <token>` is answered (compared as BLAKE3 digests, in constant time).
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, crate::error::ApiError> {
+    if let Some(expected) = state.config.metrics_token.as_deref().filter(|token| !token.is_empty()) {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(crate::error::ApiError::TokenMissing)?;
+        if blake3::hash(presented.trim().as_bytes()) != blake3::hash(expected.as_bytes()) {
+            return Err(crate::error::ApiError::TokenInvalid(
+                "the metrics token is wrong; send the one in this server's metrics_token setting".into(),
+            ));
+        }
+    }
+    Ok((
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.gateway.metrics.encode(),
-    )
+    ))
 }
 
 #[cfg(test)]

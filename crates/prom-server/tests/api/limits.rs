@@ -111,3 +111,26 @@ async fn a_stalled_upstream_body_ends_the_call_and_releases_its_hold() {
     let (_, view) = consumer.get("/v1/services/stalls/allowance").await;
     assert_eq!((view["held"].as_str(), view["unsettled"].as_str()), (Some("0"), Some("0")), "{view}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_bearer_token() {
+    let app = TestApp::spawn_with(|config| config.metrics_token = Some("scrape-me".into())).await;
+    let get = |auth: Option<&'static str>| {
+        let mut request = app.client.request(reqwest::Method::GET, "/metrics", Cred::None);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        async move { request.send().await.expect("metrics") }
+    };
+    let missing = get(None).await;
+    assert_eq!(missing.status(), 401);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "TOKEN_MISSING");
+    let wrong = get(Some("Bearer scrape-you")).await;
+    assert_eq!(wrong.status(), 401);
+    let body: Value = wrong.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "TOKEN_INVALID");
+    let right = get(Some("Bearer scrape-me")).await;
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.expect("text").contains("# EOF"));
+}
