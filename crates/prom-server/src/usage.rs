@@ -3,8 +3,10 @@
 //! and a background task drains the inbox every flush interval and folds the notes into batched
 //! writes —
 //! `last_used_at` once per key per flush, gateway usage events in one transaction, and one
-//! `api_key.use` audit row per key per minute. When the channel is full a note is dropped and
-//! counted; requests never wait for bookkeeping.
+//! `api_key.use` audit row per key per minute, and one `user.login_failed` row per account per
+//! minute with the number of attempts (so a password-guessing flood writes a row a minute, not a
+//! row an attempt, and its user agents are a bounded sample). When the channel is full a note is
+//! dropped and counted; requests never wait for bookkeeping.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,11 +42,28 @@ pub struct KeyUser {
     pub display: String,
 }
 
+/// One failed sign-in, for its account's `user.login_failed` row of the minute.
+#[derive(Clone, Debug)]
+pub struct FailedSignIn {
+    /// The tenant whose log shows it (the account's, when it has exactly one).
+    pub tenant_id: Option<TenantId>,
+    pub email: String,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    pub at: Timestamp,
+}
+
 #[derive(Debug)]
 enum Note {
     Touched(KeyId, Timestamp),
     Used(Box<(UsageEvent, KeyUser)>),
+    SignInFailed(Box<FailedSignIn>),
 }
+
+/// Most accounts with failed sign-ins kept per minute; beyond, attempts are dropped (counted).
+const MAX_FAILED_ACCOUNTS: usize = 10_000;
+/// Most distinct addresses and user agents a `user.login_failed` row lists.
+const MAX_SAMPLES: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct UsageRecorder {
@@ -102,6 +121,11 @@ impl UsageRecorder {
         self.send(Note::Used(Box::new((event, user))));
     }
 
+    /// Notes a failed sign-in (written as its account's row of the minute). Never waits.
+    pub fn record_failed_sign_in(&self, failure: FailedSignIn) {
+        self.send(Note::SignInFailed(Box::new(failure)));
+    }
+
     /// Writes out everything noted so far, including the current minute's `api_key.use` rows,
     /// and waits for it (shutdown, tests).
     pub async fn flush(&self) {
@@ -134,6 +158,19 @@ struct Pending {
     touched: HashMap<KeyId, Timestamp>,
     events: Vec<UsageEvent>,
     minutes: HashMap<(KeyId, i64), MinuteOfUse>,
+    /// Failed sign-ins by (account, minute).
+    failures: HashMap<(String, i64), FailedMinute>,
+    failures_dropped: u64,
+}
+
+/// The failed sign-ins of one account within one minute.
+#[derive(Debug)]
+struct FailedMinute {
+    first: FailedSignIn,
+    attempts: u64,
+    /// At most [`MAX_SAMPLES`] each.
+    addresses: BTreeSet<String>,
+    user_agents: BTreeSet<String>,
 }
 
 async fn run(
@@ -174,6 +211,7 @@ fn take_notes(inbox: &Mutex<Vec<Note>>, pending: &mut Pending) {
     for note in notes {
         match note {
             Note::Touched(key, at) => note_touch(pending, key, at),
+            Note::SignInFailed(failure) => note_failure(pending, *failure),
             Note::Used(used) => {
                 let (event, user) = *used;
                 note_touch(pending, event.key_id.clone(), event.at);
@@ -210,6 +248,29 @@ fn truncate_name(name: &mut String) {
     }
 }
 
+fn note_failure(pending: &mut Pending, failure: FailedSignIn) {
+    let key = (failure.email.clone(), failure.at.as_millis().div_euclid(MINUTE_MS));
+    if !pending.failures.contains_key(&key) && pending.failures.len() >= MAX_FAILED_ACCOUNTS {
+        pending.failures_dropped += 1;
+        return;
+    }
+    let entry = pending.failures.entry(key).or_insert_with(|| FailedMinute {
+        first: failure.clone(),
+        attempts: 0,
+        addresses: BTreeSet::new(),
+        user_agents: BTreeSet::new(),
+    });
+    entry.attempts += 1;
+    if entry.addresses.len() < MAX_SAMPLES {
+        entry.addresses.insert(failure.ip);
+    }
+    if let Some(agent) = failure.user_agent
+        && entry.user_agents.len() < MAX_SAMPLES
+    {
+        entry.user_agents.insert(agent);
+    }
+}
+
 fn note_touch(pending: &mut Pending, key: KeyId, at: Timestamp) {
     let latest = pending.touched.entry(key).or_insert(at);
     *latest = (*latest).max(at);
@@ -230,10 +291,19 @@ async fn write(store: &dyn Store, pending: &mut Pending, all: bool) {
     let current_minute = Timestamp::now().as_millis().div_euclid(MINUTE_MS);
     let closed: Vec<(KeyId, i64)> =
         pending.minutes.keys().filter(|(_, minute)| all || *minute < current_minute).cloned().collect();
-    if pending.events.is_empty() && closed.is_empty() {
+    let closed_failures: Vec<(String, i64)> =
+        pending.failures.keys().filter(|(_, minute)| all || *minute < current_minute).cloned().collect();
+    if pending.events.is_empty() && closed.is_empty() && closed_failures.is_empty() {
         return;
     }
-    let mut audit = Vec::with_capacity(closed.len());
+    if pending.failures_dropped > 0 {
+        tracing::warn!(
+            dropped = pending.failures_dropped,
+            "failed sign-ins of too many accounts in a minute were not logged"
+        );
+        pending.failures_dropped = 0;
+    }
+    let mut audit = Vec::with_capacity(closed.len() + closed_failures.len());
     let mut taken = Vec::with_capacity(closed.len());
     for key in closed {
         if let Some(minute) = pending.minutes.remove(&key) {
@@ -241,11 +311,42 @@ async fn write(store: &dyn Store, pending: &mut Pending, all: bool) {
             taken.push((key, minute));
         }
     }
+    let mut taken_failures = Vec::with_capacity(closed_failures.len());
+    for key in closed_failures {
+        if let Some(minute) = pending.failures.remove(&key) {
+            audit.push(failure_event(&minute, key.1));
+            taken_failures.push((key, minute));
+        }
+    }
     let events = std::mem::take(&mut pending.events);
     if let Err(err) = store.record_usage(&events, &audit).await {
         tracing::warn!(error = %err, events = events.len(), "could not record gateway usage; will retry");
         pending.events = events;
         pending.minutes.extend(taken);
+        pending.failures.extend(taken_failures);
+    }
+}
+
+fn failure_event(minute: &FailedMinute, minute_index: i64) -> NewAuditEvent {
+    let start = Timestamp::from_millis(minute_index * MINUTE_MS);
+    let first = &minute.first;
+    NewAuditEvent {
+        at: first.at,
+        tenant_id: first.tenant_id.clone(),
+        action: AuditAction::UserLoginFailed,
+        context: AuditContext {
+            actor: Actor::Anonymous { claimed: Some(first.email.clone()) },
+            ip: Some(first.ip.clone()),
+            user_agent: first.user_agent.clone(),
+        },
+        target: None,
+        details: json!({
+            "email": first.email,
+            "minute": start.to_string(),
+            "attempts": minute.attempts,
+            "addresses": minute.addresses,
+            "user_agents": minute.user_agents,
+        }),
     }
 }
 

@@ -3,13 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use prom_core::audit::{Actor, AuditAction, NewAuditEvent};
+use prom_core::audit::Actor;
 use prom_core::id::SessionId;
 use prom_core::session::SessionToken;
 use prom_core::store::{Membership, NewSession};
 use prom_core::time::Timestamp;
 use prom_core::user::{Email, Password};
-use serde_json::json;
 
 use super::ApiJson;
 use super::views::{LoginRequest, LoginResponse};
@@ -62,17 +61,14 @@ pub async fn login(
             [only] => Some(only.tenant.id.clone()),
             _ => None,
         };
-        state
-            .store
-            .record_audit(NewAuditEvent {
-                at: Timestamp::now(),
-                tenant_id,
-                action: AuditAction::UserLoginFailed,
-                context: meta.audit_context(Actor::Anonymous { claimed: Some(email.to_string()) }),
-                target: None,
-                details: json!({ "email": email.as_str() }),
-            })
-            .await?;
+        // One row per account per minute, with the number of attempts (`usage.rs`).
+        state.usage.record_failed_sign_in(crate::usage::FailedSignIn {
+            tenant_id,
+            email: email.to_string(),
+            ip: meta.ip.to_string(),
+            user_agent: meta.user_agent.clone(),
+            at: Timestamp::now(),
+        });
         return Err(ApiError::InvalidCredentials);
     };
     state.login_throttle.refund(meta.ip);

@@ -64,14 +64,16 @@ async fn wrong_password_and_unknown_email_are_the_same_failure() {
     expect_error(&unknown_email, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS");
     assert_eq!(wrong_password.1, unknown_email.1, "the two failures must be indistinguishable");
 
-    // The attempt on the owner's account shows in the owner's tenant; the attempt on an unknown
-    // address belongs to no tenant and shows in none.
+    // The attempt on the owner's account shows in the owner's tenant (once its minute is written);
+    // the attempt on an unknown address belongs to no tenant and shows in none.
+    app.state.usage.flush().await;
     let failures = owner.audit("?action=user.login_failed").await;
     assert_eq!(failures.len(), 1, "{failures:?}");
     let failure = &failures[0];
     assert_eq!(failure["actor"]["type"], "anonymous");
     assert_eq!(failure["actor"]["name"], owner.email);
     assert_eq!(failure["details"]["email"], owner.email);
+    assert_eq!(failure["details"]["attempts"], 1);
     assert_eq!(failure["ip"], "127.0.0.1");
     let everything = serde_json::to_string(&owner.audit("").await).expect("serialise");
     assert!(!everything.contains("nobody@acme.example"), "{everything}");
@@ -162,4 +164,31 @@ async fn repeated_failed_sign_ins_are_throttled() {
     let message = response.expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
     assert!(message.contains("sign-ins"), "{message}");
     assert!(response.headers.contains_key(RETRY_AFTER), "no Retry-After header");
+}
+
+/// A password-guessing flood on one account writes one row a minute, with the number of attempts
+/// and a bounded sample of the (attacker-chosen) user agents, not a row per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_one_row_per_account_per_minute() {
+    let app = TestApp::spawn().await;
+    let owner = app.with_owner("acme").await;
+    for n in 0..20 {
+        let request = app
+            .client
+            .request(Method::POST, "/v1/auth/login", Cred::None)
+            .header("user-agent", format!("guesser/{n} {}", "x".repeat(2000)))
+            .json(&json!({ "email": owner.email, "password": format!("guess-number-{n}") }));
+        let response = app.client.send(request).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    app.state.usage.flush().await;
+    let failures = owner.audit("?action=user.login_failed").await;
+    let attempts: u64 = failures.iter().map(|row| row["details"]["attempts"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(attempts, 20, "{failures:?}");
+    assert!(failures.len() <= 2, "one row per minute (two if the minute turned): {}", failures.len());
+    for row in &failures {
+        let agents = row["details"]["user_agents"].as_array().map_or(0, Vec::len);
+        assert!(agents <= 8, "a bounded sample of user agents: {agents}");
+        assert!(row["user_agent"].as_str().is_none_or(|ua| ua.len() <= 512), "user agents are cut");
+    }
 }
