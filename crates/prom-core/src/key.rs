@@ -175,6 +175,31 @@ pub fn display_form(environment: Environment, last4: &str) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Untrusted text never panics the parser, and only the exact format is accepted.
+        #[test]
+        fn any_text_parses_or_is_refused(raw in ".{0,100}") {
+            if let Ok(key) = PlainKey::parse(&raw) {
+                proptest::prop_assert_eq!(key.expose(), raw.as_str());
+                proptest::prop_assert_eq!(raw.len(), KEY_LEN);
+            }
+        }
+
+        /// Near misses of a real key: one character changed, cut or added.
+        #[test]
+        fn a_key_one_edit_away_is_refused_or_is_the_same(at in 0usize..KEY_LEN, with in proptest::char::any(), cut in proptest::bool::ANY) {
+            let key = PlainKey::mint(Environment::Live);
+            let mut text: Vec<char> = key.expose().chars().collect();
+            if cut { text.truncate(at); } else { text[at] = with; }
+            let edited: String = text.into_iter().collect();
+            match PlainKey::parse(&edited) {
+                Ok(parsed) => proptest::prop_assert_eq!(parsed.expose(), edited.as_str()),
+                Err(_) => {}
+            }
+            proptest::prop_assert_eq!(PlainKey::parse(key.expose()).map(|k| k.expose().to_owned()).ok(), Some(key.expose().to_owned()));
+        }
+    }
+
     #[test]
     fn minted_keys_have_the_documented_format() {
         for env in [Environment::Live, Environment::Test] {

@@ -69,6 +69,21 @@ impl<'de> Deserialize<'de> for Amount {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Every amount round-trips through its decimal string; any other text is refused, never
+        /// truncated or wrapped.
+        #[test]
+        fn amounts_round_trip_and_nothing_else_parses(units in proptest::num::u128::ANY, raw in ".{0,45}") {
+            let amount = Amount::new(units);
+            proptest::prop_assert_eq!(amount.to_string().parse::<Amount>(), Ok(amount));
+            if let Ok(parsed) = raw.parse::<Amount>() {
+                proptest::prop_assert!(raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty());
+                let printed = parsed.to_string();
+                proptest::prop_assert_eq!(printed.trim_start_matches('0'), raw.trim_start_matches('0'));
+            }
+        }
+    }
+
     #[test]
     fn parses_exact_decimal_strings() {
         assert_eq!("250".parse(), Ok(Amount::new(250)));

@@ -235,6 +235,24 @@ mod tests {
 
     use super::*;
 
+    proptest::proptest! {
+        /// Untrusted bodies never panic the envelope parser or the response reader.
+        #[test]
+        fn any_body_parses_or_is_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = Envelope::parse(&bytes);
+            let _ = Message::read(&bytes);
+        }
+
+        /// A well-formed request parses to its method, id and tool.
+        #[test]
+        fn requests_parse_exactly(id in proptest::num::i64::ANY, method in "[a-z/]{1,30}", tool in "[a-zA-Z0-9_]{1,30}") {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {"name": tool}});
+            let envelope = Envelope::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+            proptest::prop_assert_eq!(envelope.method(), Some(method.as_str()));
+            proptest::prop_assert_eq!(envelope.request_id(), Some(&serde_json::json!(id)));
+        }
+    }
+
     #[test]
     fn classifies_messages() {
         let call = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"fortune","arguments":{}}}"#;

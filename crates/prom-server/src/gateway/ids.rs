@@ -107,6 +107,37 @@ mod tests {
 
     use super::*;
 
+    fn json_id() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(|s| json!(s)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Splicing a new id into a request keeps every other byte's meaning and reads back the id.
+        #[test]
+        fn with_id_replaces_only_the_id(old in json_id(), new in json_id(), text in ".{0,200}") {
+            let message = json!({"jsonrpc": "2.0", "id": old, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": text, "id": "not the id"}}});
+            let bytes = serde_json::to_vec(&message).unwrap();
+            let spliced = with_id(&bytes, &new).unwrap();
+            let back: Value = serde_json::from_slice(&spliced).unwrap();
+            proptest::prop_assert!(same_id(&back["id"], &new));
+            let mut expected = message.clone();
+            expected["id"] = back["id"].clone();
+            proptest::prop_assert_eq!(back, expected);
+        }
+
+        /// Arbitrary bytes never panic the splice.
+        #[test]
+        fn with_id_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = with_id(&bytes, &json!("prom-call-x"));
+        }
+    }
+
     #[test]
     fn numbers_compare_by_value() {
         for same in ["1", "1.0", "1e0", "10e-1", "0.1e1"] {
