@@ -372,6 +372,11 @@ struct DemoGateway {
 }
 
 async fn spawn_demo_gateway() -> DemoGateway {
+    spawn_demo_gateway_with(&[]).await
+}
+
+/// [`spawn_demo_gateway`] with more settings in its environment.
+async fn spawn_demo_gateway_with(env: &[(&str, &str)]) -> DemoGateway {
     let data = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(PROM)
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -381,6 +386,7 @@ async fn spawn_demo_gateway() -> DemoGateway {
         .env("PROM_PASSWORD_KDF__M_COST_KIB", "256")
         .env("PROM_PASSWORD_KDF__T_COST", "1")
         .env("PROM_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -515,4 +521,108 @@ async fn typescript_sdk_through_the_gateway_with_real_and_revoked_keys() {
     assert!(stdio["prom_stderr"].as_str().unwrap_or_default().contains("TOKEN_INVALID"), "{stdio}");
 
     drop(gateway.child);
+}
+
+/// An upstream on the official Rust SDK whose tool `route` mirrors its `region` argument into an
+/// `Mcp-Param-Region` header (`x-mcp-header`, 2026-07-28): the SDK refuses a call whose header is
+/// missing or differs from the body.
+#[derive(Debug, Clone)]
+struct RegionServer;
+
+fn route_tool() -> rmcp::model::Tool {
+    serde_json::from_value(json!({
+        "name": "route", "description": "Routes to a region",
+        "inputSchema": { "type": "object", "required": ["region"],
+            "properties": { "region": { "type": "string", "x-mcp-header": "Region" } } }
+    }))
+    .unwrap()
+}
+
+impl ServerHandler for RegionServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(serde_json::from_value(json!({ "tools": [route_tool()] })).unwrap())
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        (name == "route").then(route_tool)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let region = request.arguments.as_ref().and_then(|a| a.get("region")).and_then(Value::as_str).unwrap_or("?");
+        Ok(CallToolResponse::Complete(CallToolResult::success(vec![ContentBlock::text(format!("routed to {region}"))])))
+    }
+}
+
+/// A stateless (2026-07-28) `tools/call route` with its standard headers, and `Mcp-Param-Region`
+/// when given; the JSON-RPC answer.
+async fn call_route(url: &str, key: Option<&str>, param: Option<&str>) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "route", "arguments": {"region": "eu-west"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "route")
+        .json(&body);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    if let Some(param) = param {
+        request = request.header("mcp-param-region", param);
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
+    let json = text.lines().find_map(|line| line.strip_prefix("data:")).map_or(text.as_str(), str::trim);
+    serde_json::from_str(json).unwrap_or_else(|_| panic!("not JSON-RPC: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_with_an_x_mcp_header_argument_works_through_the_gateway() {
+    let service = StreamableHttpService::new(
+        || Ok(RegionServer),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().nest_service("/mcp", service)).await });
+    let upstream = format!("http://{address}/mcp");
+
+    // The SDK checks the header against the body, directly.
+    let direct = call_route(&upstream, None, Some("eu-west")).await;
+    assert_eq!(direct["result"]["content"][0]["text"], "routed to eu-west", "{direct}");
+    let refused = call_route(&upstream, None, None).await;
+    assert!(refused.get("error").is_some(), "the SDK requires the header: {refused}");
+
+    // Through the gateway: the header reaches the SDK.
+    let allow = format!("[\"{address}\"]");
+    let gateway = spawn_demo_gateway_with(&[("PROM_EGRESS__ALLOW_HOSTS", &allow)]).await;
+    let token = gateway.owner_token().await;
+    let published = reqwest::Client::new()
+        .post(format!("{}/v1/services", gateway.base))
+        .bearer_auth(&token)
+        .json(&json!({"slug": "regions", "name": "Regions", "upstream": {"url": upstream}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 201, "{}", published.text().await.unwrap());
+    let (_, key) = gateway.create_key(&token, "regions agent").await;
+    let url = format!("{}/mcp/regions", gateway.base);
+    let through = call_route(&url, Some(&key), Some("eu-west")).await;
+    assert_eq!(through["result"]["content"][0]["text"], "routed to eu-west", "{through}");
+    let mismatched = call_route(&url, Some(&key), Some("us-east")).await;
+    assert!(mismatched.get("error").is_some(), "a header that contradicts the body is refused: {mismatched}");
 }

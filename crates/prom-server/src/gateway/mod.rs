@@ -64,6 +64,14 @@ const FORWARDED_REQUEST_HEADERS: [&str; 8] = [
     "user-agent",
 ];
 
+/// Most `Mcp-Param-*` headers passed on with one request.
+const MAX_PARAM_HEADERS: usize = 64;
+
+/// `Mcp-Param-{Name}` (header names arrive lower-cased).
+fn is_param_header(name: &str) -> bool {
+    name.len() > "mcp-param-".len() && name.starts_with("mcp-param-")
+}
+
 /// Response headers passed back to the agent.
 const FORWARDED_RESPONSE_HEADERS: [&str; 6] =
     ["content-type", MCP_SESSION_ID, MCP_PROTOCOL_VERSION, "cache-control", "retry-after", "allow"];
@@ -411,6 +419,12 @@ async fn forward(
         if let Some(value) = headers.get(name) {
             request = request.header(name, value);
         }
+    }
+    // A tool's `x-mcp-header` arguments ride as `Mcp-Param-*` headers (2026-07-28), which the
+    // upstream checks against the body with the tool's schema: every one goes on, duplicates
+    // included (for the upstream to refuse), up to a bound.
+    for (name, value) in headers.iter().filter(|(name, _)| is_param_header(name.as_str())).take(MAX_PARAM_HEADERS) {
+        request = request.header(name, value);
     }
     request = request
         .header("x-prometheus-tenant-id", agent.tenant_id.as_str())
