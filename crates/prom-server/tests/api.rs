@@ -24,6 +24,8 @@ mod audit;
 mod auth_errors;
 #[path = "api/charging.rs"]
 mod charging;
+#[path = "api/cors.rs"]
+mod cors;
 #[path = "api/egress.rs"]
 mod egress;
 #[path = "api/funds.rs"]

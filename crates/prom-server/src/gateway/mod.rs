@@ -7,6 +7,7 @@
 //! request (method, tool, outcome, latency, bytes). Bodies are relayed untouched; SSE events go
 //! out as they arrive with their `id:`/`retry:` lines intact.
 
+mod cors;
 mod envelope;
 mod ids;
 mod intake;
@@ -201,12 +202,20 @@ async fn cancel_upstream(client: reqwest::Client, stdio: std::sync::Weak<StdioUp
     }
 }
 
-/// `POST|GET|DELETE /mcp/{service}`.
+/// `POST|GET|DELETE /mcp/{service}`, and CORS preflights (`OPTIONS`) from allowed origins.
 pub async fn handle(State(state): State<AppState>, Path(slug): Path<String>, request: Request) -> Response {
-    match serve(&state, &slug, request).await {
+    if let Some(preflight) = state.gateway.preflight(request.method(), request.headers()) {
+        return preflight;
+    }
+    let cors = request.headers().contains_key(header::ORIGIN).then(|| request.headers().clone());
+    let mut response = match serve(&state, &slug, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
+    };
+    if let Some(headers) = cors {
+        state.gateway.expose(&headers, &mut response);
     }
+    response
 }
 
 /// A failure the agent's MCP client should read as a JSON-RPC error.
