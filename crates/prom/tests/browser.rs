@@ -1,0 +1,143 @@
+//! A real browser against the gateway: headless Chromium (Debian's `chromium`) loads a page from
+//! one origin that calls `/mcp/demo` on `prom serve --demo` with `fetch`, as a web agent would —
+//! the CORS preflight, the call with `x-api-key`, and reading `Mcp-Session-Id` from the answer.
+//! From an origin the operator allowed it works; from another, the browser is refused.
+//!
+//! Without chromium the test says SKIPPED; with `CI` set it fails (`.ci/run` installs chromium).
+
+// Tests fail by panicking; the library lints against it do not apply here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::TcpListener;
+
+const PROM: &str = env!("CARGO_BIN_EXE_prom");
+
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|name| Command::new(name).arg("--version").output().is_ok_and(|out| out.status.success()));
+    if found.is_none() {
+        let missing = "chromium is missing (Debian: apt-get install chromium, which .ci/run does)";
+        if std::env::var_os("CI").is_some_and(|value| !value.is_empty()) {
+            panic!("{missing}; CI is set, and there the browser test must run");
+        }
+        eprintln!("SKIPPED: {missing}");
+    }
+    found
+}
+
+/// A page that initializes an MCP session through the gateway and writes what it saw into `#out`.
+fn page(mcp_url: &str, key: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><pre id="out">pending</pre><script>
+const out = document.getElementById("out");
+fetch({mcp_url:?}, {{
+  method: "POST",
+  headers: {{ "x-api-key": {key:?}, "content-type": "application/json", "accept": "application/json, text/event-stream",
+             "mcp-protocol-version": "2025-11-25" }},
+  body: JSON.stringify({{ jsonrpc: "2.0", id: 1, method: "initialize", params: {{ protocolVersion: "2025-11-25",
+        capabilities: {{}}, clientInfo: {{ name: "browser", version: "1" }} }} }})
+}}).then(async (response) => {{
+  const text = await response.text();
+  out.textContent = "status=" + response.status + " session=" + (response.headers.get("mcp-session-id") ? "yes" : "no")
+    + " server=" + (text.includes("serverInfo") ? "yes" : "no");
+}}).catch((error) => {{ out.textContent = "refused: " + error; }});
+</script></body></html>"#
+    )
+}
+
+/// Serves `html` at `/` on a new loopback port (a new origin); returns the origin.
+async fn serve_page(html: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(html) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    origin
+}
+
+/// What the page wrote, as headless Chromium saw it once its scripts were done.
+fn load(browser: &str, url: &str) -> String {
+    let output = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .args(["--virtual-time-budget=15000", "--dump-dom", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let start = dom.find("<pre id=\"out\">").map(|at| at + "<pre id=\"out\">".len());
+    start.and_then(|start| dom[start..].split("</pre>").next().map(str::to_owned)).unwrap_or_else(|| {
+        panic!(
+            "no #out in what chromium printed ({}):\n{dom}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_an_allowed_origin_calls_the_gateway_and_another_cannot() {
+    let Some(browser) = chromium() else { return };
+    // Two page origins: the second is not allowed. Their ports are taken before the gateway starts.
+    let allowed_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allowed_origin = format!("http://{}", allowed_listener.local_addr().unwrap());
+    drop(allowed_listener);
+
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(PROM)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("PROM_KEY_KDF__M_COST_KIB", "256")
+        .env("PROM_KEY_KDF__T_COST", "1")
+        .env("PROM_PASSWORD_KDF__M_COST_KIB", "256")
+        .env("PROM_PASSWORD_KDF__T_COST", "1")
+        .env("PROM_LOG", "warn")
+        .env("PROM_ALLOWED_ORIGINS", format!("[\"{allowed_origin}\"]"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).await.unwrap() > 0, "prom serve --demo exited:\n{banner}");
+            banner.push_str(&line);
+            if line.starts_with("=====") && banner.contains("Agent key:") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo banner");
+    tokio::spawn(async move {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest).await;
+    });
+    let field = |label: &str| {
+        banner
+            .lines()
+            .find_map(|line| line.strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+    };
+    let (mcp_url, key) = (field("MCP service:").to_owned(), field("Agent key:").to_owned());
+
+    // The allowed origin, on the port reserved for it.
+    let listener = TcpListener::bind(allowed_origin.trim_start_matches("http://")).await.unwrap();
+    let html = page(&mcp_url, &key);
+    let app = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(html) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let seen = tokio::task::spawn_blocking(move || load(browser, &format!("{allowed_origin}/"))).await.unwrap();
+    assert_eq!(seen, "status=200 session=yes server=yes", "from the allowed origin");
+
+    let other = serve_page(page(&mcp_url, &key)).await;
+    let seen = tokio::task::spawn_blocking(move || load(browser, &format!("{other}/"))).await.unwrap();
+    assert!(seen.starts_with("refused:"), "from another origin the browser is refused: {seen}");
+    drop(child);
+}
