@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub metrics_token: Option<String>,
     /// A request's head must arrive within this many seconds (a half-sent request is cut).
     pub header_read_timeout_secs: u64,
+    /// A management API (`/v1`) request is answered within this many seconds, or 503.
+    pub request_timeout_secs: u64,
     /// A request's body must arrive within this many seconds of its head.
     pub request_body_timeout_secs: u64,
     /// Most client connections open at once; past it, new ones wait to be accepted.
@@ -136,6 +138,7 @@ impl Default for ServerConfig {
             metrics_token: None,
             header_read_timeout_secs: 10,
             request_body_timeout_secs: 30,
+            request_timeout_secs: 60,
             max_connections: 4096,
             upstream_idle_secs: 120,
             egress: crate::egress::EgressConfig::default(),

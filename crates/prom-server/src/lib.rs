@@ -33,7 +33,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/mcp/{service}", any(gateway::handle))
-        .nest("/v1", api::router())
+        .nest(
+            "/v1",
+            api::router().layer(axum::middleware::from_fn_with_state(
+                std::time::Duration::from_secs(state.config.request_timeout_secs.max(1)),
+                listen::request_deadline,
+            )),
+        )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -81,6 +81,24 @@ impl futures_util::Stream for Deadline {
     }
 }
 
+/// Middleware for the management API: a request answered within `limit`, or 503. (Gateway
+/// requests stream for as long as their upstream does; their limits are the upstream's timeouts.)
+pub async fn request_deadline(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::Unavailable(format!(
+            "the request took longer than {} s and was stopped; retry shortly",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
+}
+
 /// What a failed body read is, for the caller: too late (408) or `otherwise`.
 pub fn body_error(
     err: &(dyn std::error::Error + 'static),

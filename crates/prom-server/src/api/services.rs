@@ -258,7 +258,7 @@ pub async fn create_service(
     let record = state.store.create_service(new, &principal.audit_context(&meta)).await?;
     state.services.forget(&record.slug);
     // Allowances of an earlier service of the slug ended: holds must see that at once.
-    if let Err(err) = state.charges.refresh_service(&record.slug).await {
+    if let Err(err) = state.allowances.service_changed(&record.slug).await {
         tracing::warn!(error = %err, service = %record.slug, "cannot reload budgets of a re-registered slug");
     }
     tracing::info!(service = %record.slug, tenant = %record.tenant_id, "service published");
@@ -354,7 +354,7 @@ pub async fn delete_service(
         .map_err(change_error(&raw))?;
     state.services.forget(&slug);
     // Its allowances were closed: holds must see that at once.
-    if let Err(err) = state.charges.refresh_service(&slug).await {
+    if let Err(err) = state.allowances.service_changed(&slug).await {
         tracing::warn!(error = %err, service = %slug, "cannot reload the closed budgets of a deleted service");
     }
     tracing::info!(service = %slug, tenant = %principal.tenant_id(), "service deleted");

@@ -152,7 +152,7 @@ impl ChargeBook {
 
     /// Re-reads every loaded budget of `service` (its rows were changed outside the book: the
     /// service was deleted or registered again).
-    pub async fn refresh_service(&self, service: &ServiceSlug) -> Result<(), ChargeError> {
+    pub(super) async fn refresh_service(&self, service: &ServiceSlug) -> Result<(), ChargeError> {
         let tenants: Vec<TenantId> = match &self.0.memory {
             Some(state) => {
                 lock(state).budgets.keys().filter(|(_, slug)| slug == service).map(|(t, _)| t.clone()).collect()

@@ -42,9 +42,10 @@ impl Allowances {
         Self { store, ledger, book }
     }
 
-    /// The charge book these allowances feed.
-    pub fn book(&self) -> &ChargeBook {
-        &self.book
+    /// A service was deleted or registered again, and the store closed or reset its budgets in
+    /// the same transaction: the book reads them again, so holds see it at once.
+    pub async fn service_changed(&self, service: &prom_core::service::ServiceSlug) -> Result<(), super::ChargeError> {
+        self.book.refresh_service(service).await
     }
 
     /// Reads the tenant's balance, the fee and every budget's ledger allowance, then cuts the

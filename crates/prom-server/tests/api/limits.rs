@@ -134,3 +134,21 @@ async fn metrics_can_require_a_bearer_token() {
     assert_eq!(right.status(), 200);
     assert!(right.text().await.expect("text").contains("# EOF"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_management_request_that_runs_too_long_is_stopped_with_503() {
+    // Password hashing slow enough (seconds) to outlast a one-second request deadline.
+    let slow = prom_core::kdf::KdfParams { m_cost_kib: 19_456, t_cost: 600, p_cost: 1 };
+    let app = TestApp::spawn_with(|config| {
+        config.password_kdf = slow;
+        config.request_timeout_secs = 1;
+    })
+    .await;
+    app.provision("acme", "owner@acme.example", prom_core::access::Role::Owner).await;
+    let login = json!({"email": "owner@acme.example", "password": crate::support::PASSWORD});
+    let (status, body) = app.client.post("/v1/auth/login", Cred::None, Some(&login)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "UNAVAILABLE", "{body}");
+    // The health check, which does not hash, still answers.
+    assert_eq!(app.client.get("/healthz", Cred::None).await.0, 200);
+}
