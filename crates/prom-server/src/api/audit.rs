@@ -25,6 +25,7 @@ pub struct AuditQuery {
     /// Only events older than this event id (from `next_before`).
     pub before: Option<i64>,
     /// At most this many events (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

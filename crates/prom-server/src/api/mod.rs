@@ -121,7 +121,7 @@ pub async fn method_not_allowed() -> ApiError {
         whoami::whoami,
         health::healthz,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonResponses),
 )]
 pub struct ApiDoc;
 
@@ -138,6 +138,55 @@ impl utoipa::Modify for SecuritySchemes {
         );
         components
             .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+    }
+}
+
+/// The answers any route may give besides its own: every route that takes a credential can
+/// answer 401 (none, or a bad one) and 429 (too many unknown credentials from one network), every
+/// route with a body 408 (it came too slowly) and 413 (too large), and every route 503 (over the
+/// request deadline, or the server cannot serve now).
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let with_body = [item.post.is_some(), item.put.is_some(), item.patch.is_some()];
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for (index, operation) in operations.into_iter().enumerate() {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                let secured = operation.security.as_ref().is_some_and(|security| !security.is_empty());
+                if secured {
+                    responses.entry("401".into()).or_insert_with(|| {
+                        error("TOKEN_MISSING: no credential; TOKEN_INVALID: a bad, revoked or expired one, or two different ones").into()
+                    });
+                    responses.entry("429".into()).or_insert_with(|| {
+                        error("RATE_LIMITED: too many unknown credentials; wait Retry-After").into()
+                    });
+                }
+                if (1..=3).contains(&index) && with_body[index - 1] {
+                    responses
+                        .entry("408".into())
+                        .or_insert_with(|| error("REQUEST_TIMEOUT: the body came too slowly").into());
+                    responses
+                        .entry("413".into())
+                        .or_insert_with(|| error("PAYLOAD_TOO_LARGE: the body is over 64 KiB").into());
+                }
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| error("UNAVAILABLE: over the request deadline, or busy; retry shortly").into());
+            }
+        }
     }
 }
 

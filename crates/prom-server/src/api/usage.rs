@@ -23,6 +23,16 @@ use crate::state::AppState;
 /// The range a report covers when the query names none.
 const DEFAULT_RANGE_DAYS: u64 = 30;
 
+/// How a usage report is grouped (the schema of `group_by`).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GroupBy {
+    Key,
+    Tool,
+    Day,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -30,12 +40,16 @@ pub struct UsageParams {
     /// Only this key's usage.
     pub key_id: Option<String>,
     /// Only this service's usage (its slug).
+    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")]
     pub service: Option<String>,
     /// Start of the range, inclusive (RFC 3339); default: 30 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End of the range, exclusive (RFC 3339); default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `key`, `tool` or `day` (UTC); default `day`.
+    #[param(value_type = Option<GroupBy>)]
     pub group_by: Option<String>,
 }
 

@@ -16,10 +16,12 @@ use crate::redact;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     pub password: String,
     /// The tenant slug to act in; needed only when the user belongs to several.
     #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")]
     pub tenant: Option<String>,
 }
 
@@ -36,7 +38,9 @@ pub struct LoginResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// What the key is for, such as the agent or machine that will use it.
+    /// What the key is for, such as the agent or machine that will use it: 1–100 characters,
+    /// not only white space, no control characters.
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
     pub label: String,
     /// `live` or `test`; defaults to the server's environment, and must match it.
     #[serde(default)]
@@ -48,6 +52,7 @@ pub struct CreateKeyRequest {
 pub struct RotateKeyRequest {
     /// Label of the new key; defaults to the old label plus today's date.
     #[serde(default)]
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
     pub label: Option<String>,
     /// How long the old key keeps working; absent or 0 stops it at once.
     #[serde(default)]
@@ -108,7 +113,7 @@ pub struct AuditEventView {
     #[schema(value_type = Object)]
     pub actor: serde_json::Value,
     /// `{"type":"api_key"|"user"|"service","id","label"}`, or null.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub target: Option<serde_json::Value>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -216,11 +221,18 @@ pub struct UpstreamSpec {
 #[serde(deny_unknown_fields)]
 pub struct CreateServiceRequest {
     /// The URL name: `/mcp/{slug}`. 2–63 lowercase letters, digits and dashes.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")]
     pub slug: String,
     /// What the App Store shows, 1–100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// At most 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     pub upstream: UpstreamSpec,
     /// Price per tool in the token's smallest unit, as decimal strings (`{"search":"250"}`).

@@ -159,7 +159,7 @@ fn presented_credential(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         None => None,
     };
     match (from_api_key, from_bearer) {
-        (Some(a), Some(b)) if a != b => Err(ApiError::InvalidRequest(
+        (Some(a), Some(b)) if a != b => Err(ApiError::TokenInvalid(
             "two different credentials were sent (x-api-key and Authorization); send one".into(),
         )),
         (Some(a), _) => Ok(Some(a)),
@@ -231,7 +231,7 @@ mod tests {
         ));
         assert!(matches!(
             presented_credential(&headers(&[("x-api-key", "a"), ("authorization", "Bearer b")])),
-            Err(ApiError::InvalidRequest(_))
+            Err(ApiError::TokenInvalid(_))
         ));
     }
 }

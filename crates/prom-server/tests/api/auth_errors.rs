@@ -97,7 +97,7 @@ async fn other_authorization_schemes_are_token_invalid() {
     // Two different credentials at once are refused rather than one picked silently.
     let two = app.client.request(Method::GET, "/v1/whoami", Cred::ApiKey(&key)).bearer_auth(&owner.token);
     let response = app.client.send(two).await;
-    let message = response.expect_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    let message = response.expect_error(StatusCode::UNAUTHORIZED, "TOKEN_INVALID");
     assert!(message.contains("two different credentials"), "{message}");
 }
 
