@@ -29,14 +29,15 @@ use crate::state::AppState;
 pub struct SetAllowanceRequest {
     /// The new allowance (a decimal string in the token's smallest unit). It replaces the current
     /// one; it is not added to it.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = r"^[0-9]{1,38}$")]
     pub amount: Amount,
     /// When the allowance ends (RFC 3339); none by default.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// Apply only if the current allowance is exactly this (compare-and-swap).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,38}$")]
     pub expected_allowance: Option<Amount>,
 }
 
@@ -183,9 +184,10 @@ pub async fn get_allowance(
     security(("session" = [])), params(("slug" = String, Path)),
     responses(
         (status = 200, body = AllowanceView, description = "Approved; paid calls may use it at once"),
-        (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad amount or date, expiry in the past, wallet cannot pay the approval fee"),
+        (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad amount or date, wallet cannot pay the approval fee"),
         (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin"),
-        (status = 409, body = ErrorBody, description = "CONFLICT: expected_allowance differs from the current allowance, or the amount is below what paid calls hold and have not settled yet"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND: no such service"),
+        (status = 409, body = ErrorBody, description = "CONFLICT: expires_at is past or within the hold margin, expected_allowance differs from the current allowance, or the amount is below what paid calls hold and have not settled yet"),
     ))]
 pub async fn set_allowance(
     State(state): State<AppState>,
@@ -197,7 +199,7 @@ pub async fn set_allowance(
     principal.require(Role::Admin)?;
     let service = service(&state, &slug).await?;
     let expires_at = match request.expires_at.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(raw) => Some(Timestamp::parse_rfc3339(raw).ok_or_else(|| {
             ApiError::InvalidRequest("expires_at must be an RFC 3339 time like 2026-12-31T23:59:59Z".into())
         })?),
@@ -221,12 +223,12 @@ pub async fn set_allowance(
     let budget = state.allowances.approve(approval).await.map_err(|err| {
         let message = err.to_string();
         match err {
-            ApprovalError::ExpiresTooSoon { .. } | ApprovalError::InsufficientFunds { .. } | ApprovalError::Expired => {
-                ApiError::InvalidRequest(message)
-            }
-            ApprovalError::BelowCommitted { .. } | ApprovalError::AllowanceChanged { .. } => {
-                ApiError::Conflict(message)
-            }
+            ApprovalError::InsufficientFunds { .. } => ApiError::InvalidRequest(message),
+            // An expiry is checked against the clock, which the request cannot know: a conflict.
+            ApprovalError::ExpiresTooSoon { .. }
+            | ApprovalError::Expired
+            | ApprovalError::BelowCommitted { .. }
+            | ApprovalError::AllowanceChanged { .. } => ApiError::Conflict(message),
             ApprovalError::LedgerRefused(_) | ApprovalError::LedgerUnavailable => {
                 ApiError::UpstreamUnavailable(message)
             }

@@ -14,13 +14,51 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
+/// The actions the audit log records (the schema of `action`; empty means any).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum ActionName {
+    #[schema(rename = "")]
+    Any,
+    #[schema(rename = "api_key.create")]
+    ApiKeyCreate,
+    #[schema(rename = "api_key.revoke")]
+    ApiKeyRevoke,
+    #[schema(rename = "api_key.delete")]
+    ApiKeyDelete,
+    #[schema(rename = "api_key.rotate")]
+    ApiKeyRotate,
+    #[schema(rename = "api_key.use")]
+    ApiKeyUse,
+    #[schema(rename = "user.login")]
+    UserLogin,
+    #[schema(rename = "user.login_failed")]
+    UserLoginFailed,
+    #[schema(rename = "user.logout")]
+    UserLogout,
+    #[schema(rename = "member.add")]
+    MemberAdd,
+    #[schema(rename = "service.create")]
+    ServiceCreate,
+    #[schema(rename = "service.update")]
+    ServiceUpdate,
+    #[schema(rename = "service.delete")]
+    ServiceDelete,
+    #[schema(rename = "service.price_change")]
+    ServicePriceChange,
+    #[schema(rename = "allowance.approve")]
+    AllowanceApprove,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only this action, such as `api_key.revoke`.
+    #[param(value_type = Option<ActionName>)]
     pub action: Option<String>,
     /// Only events about this key.
+    #[param(pattern = r"^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub key_id: Option<String>,
     /// Only events older than this event id (from `next_before`).
     pub before: Option<i64>,

@@ -99,7 +99,8 @@ fn created_view(record: &KeyRecord, key: &PlainKey) -> CreatedKeyView {
 /// Creates an API key. The response is the only time the key itself is shown.
 #[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest, security(("session" = [])), responses(
     (status = 201, body = CreatedKeyView, description = "Created; `key` is shown this once"),
-    (status = 400, body = ErrorBody, description = "INVALID_REQUEST: missing or bad label, wrong environment"),
+    (status = 400, body = ErrorBody, description = "INVALID_REQUEST: missing or bad label"),
+    (status = 409, body = ErrorBody, description = "CONFLICT: a key of the other environment than this server's"),
     (status = 401, body = ErrorBody, description = "TOKEN_MISSING or TOKEN_INVALID"),
     (status = 403, body = ErrorBody, description = "FORBIDDEN: needs owner or admin"),
 ))]
@@ -116,7 +117,7 @@ pub async fn create_key(
         Some(raw) => raw.parse::<Environment>().map_err(invalid)?,
     };
     if environment != state.config.environment {
-        return Err(ApiError::InvalidRequest(format!(
+        return Err(ApiError::Conflict(format!(
             "this server runs in the {0} environment and can only create {0} keys ({1}…); a {2} key \
              would never work here",
             state.config.environment,
@@ -209,7 +210,7 @@ pub async fn delete_key(
 }
 
 /// Creates a replacement key; the old one stops now or after a grace period.
-#[utoipa::path(post, path = "/v1/keys/{id}/rotate", request_body = RotateKeyRequest, security(("session" = [])),
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", request_body(content = Option<RotateKeyRequest>, description = "Optional: the new label and a grace period"), security(("session" = [])),
     params(("id" = String, Path)), responses(
     (status = 201, body = RotatedKeyView, description = "The new key (shown once) and the replaced key"),
     (status = 400, body = ErrorBody, description = "INVALID_REQUEST: bad label or grace period"),

@@ -53,8 +53,14 @@ where
                 ApiError::InvalidRequest(rejection.body_text())
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or `null`: the defaults. Anything else is an object (serde would read a struct
+        // from an array too).
+        let text = bytes.trim_ascii();
+        if text.is_empty() || text == b"null" {
             return Ok(Self(T::default()));
+        }
+        if text.first() != Some(&b'{') {
+            return Err(ApiError::InvalidRequest("the JSON body must be an object".into()));
         }
         serde_json::from_slice(&bytes)
             .map(Self)

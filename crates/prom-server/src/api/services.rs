@@ -95,7 +95,8 @@ fn parse_upstream(spec: UpstreamSpec, config: &ServerConfig) -> Result<Upstream,
     let UpstreamSpec { url, command, args, env } = spec;
     match (url, command) {
         (Some(url), None) => {
-            if args.is_some() || env.is_some() {
+            // Empty `args`/`env` say nothing: only ones with something in them are out of place.
+            if args.is_some_and(|args| !args.is_empty()) || env.is_some_and(|env| !env.is_empty()) {
                 return Err(invalid("upstream.args and upstream.env go with upstream.command, not upstream.url"));
             }
             Ok(Upstream::Http { url: parse_url(&url)? })
@@ -115,7 +116,7 @@ async fn check_egress(state: &AppState, upstream: Upstream) -> Result<Upstream, 
         let parsed = Url::parse(url).map_err(|_| invalid("upstream.url is not a URL"))?;
         let gateway = &state.gateway;
         if let Err(refusal) = gateway.egress.check_registration(&parsed, &gateway.lookup).await {
-            return Err(invalid(format!("upstream.url is refused: {refusal}")));
+            return Err(ApiError::Forbidden(format!("upstream.url is refused: {refusal}")));
         }
     }
     Ok(upstream)
@@ -127,6 +128,12 @@ fn parse_stdio(
     env: BTreeMap<String, String>,
     config: &ServerConfig,
 ) -> Result<Upstream, ApiError> {
+    // Whether this server runs the command at all comes first: a publisher without it learns
+    // that, not how its arguments would have been checked.
+    if !config.stdio_commands.iter().any(|allowed| allowed.name == command) {
+        let refusal = crate::gateway::launch::LaunchRefusal::UnknownCommand(command);
+        return Err(ApiError::Forbidden(refusal.to_string()));
+    }
     if command.is_empty() || command.contains('\0') {
         return Err(invalid("upstream.command must be a non-empty command without NUL bytes"));
     }

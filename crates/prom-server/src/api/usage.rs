@@ -23,13 +23,17 @@ use crate::state::AppState;
 /// The range a report covers when the query names none.
 const DEFAULT_RANGE_DAYS: u64 = 30;
 
-/// How a usage report is grouped (the schema of `group_by`).
+/// How a usage report is grouped (the schema of `group_by`; empty means the default, `day`).
 #[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
 pub enum GroupBy {
+    #[schema(rename = "")]
+    Default,
+    #[schema(rename = "key")]
     Key,
+    #[schema(rename = "tool")]
     Tool,
+    #[schema(rename = "day")]
     Day,
 }
 
@@ -38,15 +42,21 @@ pub enum GroupBy {
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
     /// Only this key's usage.
+    #[param(pattern = r"^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub key_id: Option<String>,
     /// Only this service's usage (its slug).
-    #[param(pattern = r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")]
+    #[param(pattern = r"^$|^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")]
     pub service: Option<String>,
-    /// Start of the range, inclusive (RFC 3339); default: 30 days before `to`.
-    #[param(format = DateTime)]
+    /// Start of the range, inclusive (RFC 3339); default: 30 days before `to`. A start at or
+    /// after `to` makes the range (and the report) empty.
+    #[param(
+        pattern = r"^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    )]
     pub from: Option<String>,
     /// End of the range, exclusive (RFC 3339); default: now.
-    #[param(format = DateTime)]
+    #[param(
+        pattern = r"^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+    )]
     pub to: Option<String>,
     /// `key`, `tool` or `day` (UTC); default `day`.
     #[param(value_type = Option<GroupBy>)]
@@ -137,11 +147,9 @@ impl UsageParams {
             Some(raw) => time("from", raw)?,
             None => Timestamp::from_millis(to.as_millis().saturating_sub(days_ms(DEFAULT_RANGE_DAYS))),
         };
-        if from >= to {
-            return Err(invalid(format!(
-                "from ({from}) must be before to ({to}); the range is from ≤ t < to, and to defaults to now"
-            )));
-        }
+        // The range is from ≤ t < to: with from at or after to it is empty (and the report says so
+        // by its from and to), not an error.
+        let from = from.min(to);
         Ok(UsageQuery { tenant_id: principal.tenant_id().clone(), key_id, service, from, to, group_by })
     }
 }

@@ -42,8 +42,9 @@ pub struct CreateKeyRequest {
     /// not only white space, no control characters.
     #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
     pub label: String,
-    /// `live` or `test`; defaults to the server's environment, and must match it.
+    /// `live` or `test`; defaults to the server's environment, and must match it (409 otherwise).
     #[serde(default)]
+    #[schema(value_type = Option<KeyEnvironment>)]
     pub environment: Option<String>,
 }
 
@@ -55,8 +56,47 @@ pub struct RotateKeyRequest {
     #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
     pub label: Option<String>,
     /// How long the old key keeps working; absent or 0 stops it at once.
-    #[serde(default)]
+    /// At most `max_rotation_grace_secs` (30 days by default).
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub expire_old_after_seconds: Option<u64>,
+}
+
+/// The schema of a price list in requests: at most 1000 tools, each named with 1–128 characters,
+/// priced as a string of decimal digits.
+fn price_list() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let amount = ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[0-9]{1,38}$"));
+    let name = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(128));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(utoipa::openapi::Schema::Object(amount.build())))
+        .property_names(Some(utoipa::openapi::Schema::Object(name.build())))
+        .max_properties(Some(1000))
+        .build()
+}
+
+/// A key's environment (the schema of `environment`).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum KeyEnvironment {
+    Live,
+    Test,
+}
+
+/// A count of seconds, written as a whole JSON number (`30` or `30.0`: JSON Schema's integer).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let number = Option::<serde_json::Number>::deserialize(deserializer)?;
+    let Some(number) = number else { return Ok(None) };
+    if let Some(whole) = number.as_u64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "checked whole and in range")]
+        Some(float) if float.fract() == 0.0 && (0.0..1.8e19).contains(&float) => Ok(Some(float as u64)),
+        _ => Err(serde::de::Error::custom("a whole, non-negative number of seconds")),
+    }
 }
 
 /// A newly created key. The only response that ever contains the key itself.
@@ -200,13 +240,53 @@ impl AuditEventView {
     }
 }
 
+/// An upstream as a publisher sends it: one of the two forms (the schema of `upstream` in
+/// requests; they are read as [`UpstreamSpec`]).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum UpstreamInput {
+    Http(HttpUpstreamInput),
+    Stdio(StdioUpstreamInput),
+}
+
+/// MCP Streamable HTTP.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUpstreamInput {
+    /// An absolute `http://` or `https://` URL (https at a public address, unless the operator
+    /// allows more: 403 otherwise).
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$"
+    )]
+    pub url: String,
+}
+
+/// A program the gateway runs (only one the operator defined: 403 otherwise).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StdioUpstreamInput {
+    #[schema(min_length = 1)]
+    pub command: String,
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+}
+
 /// Where a service's traffic goes: `{"url"}` (MCP Streamable HTTP) or `{"command","args"?,"env"?}`
 /// (a program the gateway runs and speaks MCP stdio with; only commands the operator allowed).
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL (https at a public address, unless the operator
+    /// allows more: 403 otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$"
+    )]
     pub url: Option<String>,
     /// A command the server's operator listed in `stdio_commands`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,11 +314,12 @@ pub struct CreateServiceRequest {
     #[serde(default)]
     #[schema(max_length = 2000)]
     pub description: String,
+    #[schema(value_type = UpstreamInput)]
     pub upstream: UpstreamSpec,
     /// Price per tool in the token's smallest unit, as decimal strings (`{"search":"250"}`).
     /// Tools without a price are free.
     #[serde(default)]
-    #[schema(value_type = BTreeMap<String, String>)]
+    #[schema(schema_with = price_list)]
     pub prices: BTreeMap<String, serde_json::Value>,
     /// Whether a paid call whose result has `isError: true` is charged. Defaults to `false`: such
     /// calls are not charged.
@@ -252,13 +333,20 @@ pub struct CreateServiceRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateServiceRequest {
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<UpstreamInput>)]
     pub upstream: Option<UpstreamSpec>,
     #[serde(default)]
-    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    #[schema(schema_with = price_list)]
     pub prices: Option<BTreeMap<String, serde_json::Value>>,
     /// Whether a paid call whose result has `isError: true` is charged.
     #[serde(default)]

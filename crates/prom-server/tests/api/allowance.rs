@@ -180,7 +180,7 @@ async fn paid_calls_stop_a_margin_before_the_allowance_expires_so_every_charge_s
     let margin = app.state.charges.margins();
     let owner = paid_service(&app, 10_000).await;
     let past = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": "2020-01-01T00:00:00Z" })).await;
-    let message = expect_error(&past, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    let message = expect_error(&past, StatusCode::CONFLICT, "CONFLICT");
     assert!(message.contains("past"), "{message}");
     let vague = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": "tomorrow" })).await;
     let message = expect_error(&vague, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
@@ -188,7 +188,7 @@ async fn paid_calls_stop_a_margin_before_the_allowance_expires_so_every_charge_s
     // An expiry within the margin would approve an allowance no paid call could use.
     let soon = Timestamp::now().plus_millis(margin.hold_ms - 1_000);
     let too_soon = owner.put(ALLOWANCE, json!({ "amount": "1000", "expires_at": soon.to_string() })).await;
-    let message = expect_error(&too_soon, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    let message = expect_error(&too_soon, StatusCode::CONFLICT, "CONFLICT");
     assert!(message.contains(&format!("paid calls stop {} s before", margin.hold_ms / 1000)), "{message}");
     assert_eq!(figures(&allowance(&owner).await), ["0", "0", "0", "0", "0"], "nothing was approved");
 

@@ -65,7 +65,7 @@ async fn private_and_local_upstreams_are_refused_alike_at_registration_and_at_ca
     for (n, form) in forms.iter().enumerate() {
         // The publisher is told what was refused and where the switch is.
         let (status, body) = publish(&owner, &format!("form-{n}"), form).await;
-        assert_eq!(status, 400, "{form}: {body}");
+        assert_eq!(status, 403, "{form}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("refused") && message.contains("egress."), "{form}: {message}");
         // Registered anyway (before the policy, or by a changed DNS answer): refused at call time.
@@ -101,5 +101,5 @@ async fn an_allow_listed_private_upstream_works() {
     // Another port of the same host is not allowed.
     let other = url.replace(&url[url.rfind(':').unwrap_or(0)..], ":9/mcp");
     let (status, body) = publish(&owner, "other-port", &other).await;
-    assert_eq!(status, 400, "{other}: {body}");
+    assert_eq!(status, 403, "{other}: {body}");
 }

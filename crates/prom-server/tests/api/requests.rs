@@ -22,13 +22,16 @@ async fn bad_create_requests_say_what_is_wrong() {
         ("label of the wrong type", json!({ "label": 7 }), "label"),
         ("unknown field", json!({ "label": "agent", "scopes": ["admin"] }), "unknown field `scopes`"),
         ("unknown environment", json!({ "label": "agent", "environment": "prod" }), "\"live\" or \"test\""),
-        ("test key on a live server", json!({ "label": "agent", "environment": "test" }), "live environment"),
     ];
     for (case, body, says) in cases {
         let response = owner.post("/v1/keys", body).await;
         let message = expect_error(&response, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         assert!(message.contains(says), "{case}: expected {says:?} in {message:?}");
     }
+    // A well-formed request this server cannot honour: a conflict with its environment.
+    let test_key = owner.post("/v1/keys", json!({ "label": "agent", "environment": "test" })).await;
+    let message = expect_error(&test_key, StatusCode::CONFLICT, "CONFLICT");
+    assert!(message.contains("live environment"), "{message}");
 
     let not_json = app
         .client
@@ -77,7 +80,7 @@ async fn a_test_server_makes_test_keys_only() {
     assert_eq!(whoami["environment"], "test");
 
     let live = owner.post("/v1/keys", json!({ "label": "real money", "environment": "live" })).await;
-    let message = expect_error(&live, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    let message = expect_error(&live, StatusCode::CONFLICT, "CONFLICT");
     assert!(message.contains("test environment"), "{message}");
     let live_key = prom_core::key::PlainKey::mint(Environment::Live);
     let response =
