@@ -44,11 +44,25 @@ pub struct StdioLimits {
     pub processes: u64,
     /// The `prlimit` program (util-linux).
     pub prlimit: String,
+    /// Run every process as this `user:group` (or `user`, with the group of the same name)
+    /// instead of the gateway's, with `setpriv` (util-linux): for a gateway running as root, say
+    /// `nobody:nogroup`. Unset: the gateway's own.
+    pub run_as: Option<String>,
+    /// The `setpriv` program (util-linux).
+    pub setpriv: String,
 }
 
 impl Default for StdioLimits {
     fn default() -> Self {
-        Self { memory_mib: 2048, cpu_secs: 3600, open_files: 256, processes: 256, prlimit: "/usr/bin/prlimit".into() }
+        Self {
+            memory_mib: 2048,
+            cpu_secs: 3600,
+            open_files: 256,
+            processes: 256,
+            prlimit: "/usr/bin/prlimit".into(),
+            run_as: None,
+            setpriv: "/usr/bin/setpriv".into(),
+        }
     }
 }
 
@@ -121,8 +135,18 @@ pub fn command_line(command: &StdioCommand, args: &[String], limits: &StdioLimit
         format!("--nofile={}", limits.open_files).into(),
         format!("--nproc={}", limits.processes).into(),
         "--".into(),
-        command.path.clone().into(),
     ];
+    if let Some(run_as) = &limits.run_as {
+        let (user, group) = run_as.split_once(':').unwrap_or((run_as, run_as));
+        line.extend([
+            limits.setpriv.clone().into(),
+            format!("--reuid={user}").into(),
+            format!("--regid={group}").into(),
+            "--clear-groups".into(),
+            "--".into(),
+        ]);
+    }
+    line.push(command.path.clone().into());
     line.extend(command.args.iter().map(OsString::from));
     line.extend(args.iter().map(OsString::from));
     (limits.prlimit.clone().into(), line)
@@ -180,6 +204,22 @@ mod tests {
         let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();
         assert_eq!(args[..4], ["--as=2147483648", "--cpu=3600", "--nofile=256", "--nproc=256"]);
         assert_eq!(args[4..], ["--", "/usr/bin/python3", "/opt/weather.py"]);
+        let limits = StdioLimits { run_as: Some("nobody:nogroup".into()), ..StdioLimits::default() };
+        let args: Vec<String> =
+            command_line(&python(), &[], &limits).1.into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(
+            args[4..],
+            [
+                "--",
+                "/usr/bin/setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--",
+                "/usr/bin/python3",
+                "/opt/weather.py"
+            ]
+        );
         let env: BTreeMap<String, String> =
             [("PATH".to_owned(), "/tmp/evil".to_owned()), ("WEATHER_KEY".to_owned(), "k".to_owned())].into();
         assert_eq!(

@@ -561,3 +561,29 @@ fn withheld(
         ))),
     }
 }
+
+#[cfg(test)]
+mod session_header_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any header value is either a session id of visible ASCII, read back exactly, or a 400;
+        /// never a panic, never a lossy id.
+        #[test]
+        fn session_ids_are_visible_ascii_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut headers = HeaderMap::new();
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else { return Ok(()) };
+            headers.insert(MCP_SESSION_ID, value);
+            match session_of(&headers) {
+                Ok(Some(id)) => {
+                    prop_assert_eq!(id.as_bytes(), bytes.as_slice());
+                    prop_assert!(bytes.iter().all(|b| (0x21..=0x7e).contains(b)));
+                }
+                Ok(None) => prop_assert!(false, "a present header is never absent"),
+                Err(err) => prop_assert_eq!(err.status(), StatusCode::BAD_REQUEST),
+            }
+        }
+    }
+}

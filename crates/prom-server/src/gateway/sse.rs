@@ -247,3 +247,47 @@ impl EventParser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Field text as SSE carries it: no line breaks (a `data` value may hold `\n`, split in lines).
+    fn field() -> impl Strategy<Value = String> {
+        "[^\r\n]{0,40}"
+    }
+
+    proptest! {
+        /// An event written out by [`frame`] reads back, through the parser, as the same event.
+        #[test]
+        fn framed_events_read_back_exactly(
+            id in proptest::option::of("[^\r\n\0]{1,20}"),
+            event in proptest::option::of("[^\r\n]{1,20}"),
+            retry in proptest::option::of(0u64..100_000),
+            lines in proptest::collection::vec(field(), 1..4),
+        ) {
+            let data = lines.join("\n");
+            let sent = Sse { id: id.clone(), event: event.clone(), retry, data: Some(data.clone()) };
+            let mut parser = EventParser::new();
+            let mut got = parser.feed(frame(&sent, Some(&data))).unwrap_or_else(|events| events);
+            got.extend(parser.close().unwrap_or_else(|events| events));
+            prop_assert_eq!(got.len(), 1, "{:?}", got);
+            prop_assert_eq!(got[0].data.as_deref(), Some(data.as_str()));
+            prop_assert_eq!(&got[0].id, &id);
+            prop_assert_eq!(&got[0].event, &event);
+            prop_assert_eq!(got[0].retry, retry);
+        }
+
+        /// Arbitrary bytes, in arbitrary chunks, never panic the parser.
+        #[test]
+        fn any_stream_parses_or_is_refused(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..6)) {
+            let mut parser = EventParser::new();
+            for chunk in chunks {
+                let _ = parser.feed(Bytes::from(chunk));
+            }
+            let _ = parser.close();
+        }
+    }
+}

@@ -19,6 +19,10 @@ fn script() -> String {
     format!("{}/tests/fixtures/fake_stdio_mcp.py", env!("CARGO_MANIFEST_DIR"))
 }
 
+fn script_path() -> std::path::PathBuf {
+    std::path::PathBuf::from(script())
+}
+
 async fn register(app: &TestApp, owner: &TestUser, slug: &str) {
     app.state
         .store
@@ -148,4 +152,43 @@ async fn one_tenant_cannot_take_every_process_slot() {
     let other = app.with_owner("other").await;
     let (_, key) = other.create_key("agent").await;
     initialize(&app, "local", &key).await.expect("the other tenant is not locked out");
+}
+
+/// With `stdio_limits.run_as`, processes run as that user, not as the gateway's (root on CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_can_run_as_another_user() {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root {
+        eprintln!("SKIPPED: changing user needs the gateway to run as root");
+        return;
+    }
+    // The script where the other user can read it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("fake_stdio_mcp.py");
+    std::fs::copy(script_path(), &script).expect("copy the fixture");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let fixed = prom_server::gateway::StdioCommand {
+        name: "fake".into(),
+        args: vec![script.to_string_lossy().into_owned()],
+        extra_args: false,
+        ..python_stdio()
+    };
+    let app = TestApp::spawn_with(|c| {
+        c.stdio_commands = vec![fixed];
+        c.stdio_limits.run_as = Some("nobody:nogroup".into());
+    })
+    .await;
+    let owner = app.with_owner("acme").await;
+    let (status, body) =
+        owner.post("/v1/services", json!({"slug": "local", "name": "Local", "upstream": {"command": "fake"}})).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, key) = owner.create_key("agent").await;
+    let session = initialize(&app, "local", &key).await.expect("a session");
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"uid","arguments":{}}});
+    let text = post(&app, "local", &key, Some(&session), &call).await.text().await.expect("text");
+    assert!(text.contains(r#""text": "65534""#), "the process runs as nobody: {text}");
 }
