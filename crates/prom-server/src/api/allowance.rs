@@ -213,8 +213,8 @@ pub async fn set_allowance(
         details: json!({ "amount": request.amount.to_string(), "expires_at": expires_at.map(|at| at.to_string()) }),
     };
     let approval = Approval {
-        tenant: principal.tenant_id(),
-        service: &service,
+        tenant: principal.tenant_id().clone(),
+        service: service.clone(),
         amount: request.amount,
         expires_at,
         expected_allowance: request.expected_allowance,

@@ -21,9 +21,9 @@ use crate::billing::{platform_spender, tenant_owner};
 
 /// What a tenant approves for one service.
 #[derive(Debug)]
-pub struct Approval<'a> {
-    pub tenant: &'a TenantId,
-    pub service: &'a ServiceRecord,
+pub struct Approval {
+    pub tenant: TenantId,
+    pub service: std::sync::Arc<ServiceRecord>,
     /// The new allowance; it replaces the current one.
     pub amount: Amount,
     pub expires_at: Option<Timestamp>,
@@ -65,14 +65,25 @@ pub enum ApprovalError {
 impl Allowances {
     /// Approves `approval` on the ledger (signing for the tenant's wallet: the embedded ledger's
     /// dev wallets) and records it; returns the budget after, with its new slice of the wallet.
-    pub async fn approve(&self, approval: Approval<'_>) -> Result<Budget, ApprovalError> {
+    /// Runs to its end on a task of its own even if the caller goes away (a client that hangs up,
+    /// a request deadline): a saga dropped between the ledger and the budget would leave them
+    /// apart until the next approval.
+    pub async fn approve(&self, approval: Approval) -> Result<Budget, ApprovalError> {
+        let this = self.clone();
+        match tokio::spawn(async move { this.approve_to_the_end(approval).await }).await {
+            Ok(result) => result,
+            Err(crashed) => Err(ApprovalError::Store(StoreError::Backend(Box::new(crashed)))),
+        }
+    }
+
+    async fn approve_to_the_end(&self, approval: Approval) -> Result<Budget, ApprovalError> {
         let margins = self.book.margins();
         if let Some(at) = approval.expires_at
             && at <= Timestamp::now().plus_millis(margins.hold_ms)
         {
             return Err(ApprovalError::ExpiresTooSoon { margin_secs: margins.hold_ms / 1000 });
         }
-        let (tenant, slug) = (approval.tenant, &approval.service.slug);
+        let (tenant, slug) = (&approval.tenant, &approval.service.slug);
         self.store.set_ceiling(tenant, slug, Some(approval.amount)).await?;
         match self.approve_under_ceiling(&approval).await {
             Ok(()) => {}
@@ -97,8 +108,8 @@ impl Allowances {
 
     /// The rest of [`Allowances::approve`], once the ceiling is set: checks what is committed,
     /// asks the ledger and records the approval (which lifts the ceiling).
-    async fn approve_under_ceiling(&self, approval: &Approval<'_>) -> Result<(), ApprovalError> {
-        let (tenant, service) = (approval.tenant, approval.service);
+    async fn approve_under_ceiling(&self, approval: &Approval) -> Result<(), ApprovalError> {
+        let (tenant, service) = (&approval.tenant, &approval.service);
         // Every hold from here on sees the ceiling; the budget read now counts every hold before it.
         let budget = self.book.refresh(tenant, &service.slug).await.map_err(ApprovalError::Book)?;
         let committed = budget.open().map_err(|err| StoreError::Corrupt(err.to_string()))?;
