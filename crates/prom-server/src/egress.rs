@@ -107,6 +107,19 @@ impl EgressPolicy {
         })
     }
 
+    /// Whether the operator allowed this name on some port: what the resolver, which sees no
+    /// port, may trust. (The request was already held to its entry's port by [`Self::check_url`].)
+    fn name_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.hosts.iter().any(|allowed| {
+            let name = match allowed.rsplit_once(':') {
+                Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => allowed.as_str(),
+            };
+            name == host
+        })
+    }
+
     /// The rules a URL can be checked against without resolving it: the scheme, an IP literal,
     /// a refused name. An allowed host passes whole.
     pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
@@ -160,7 +173,7 @@ impl EgressPolicy {
             host: host.to_owned(),
             refused: format!("it does not resolve: {err}"),
         })?;
-        if self.host_allowed(host, None) {
+        if self.name_allowed(host) {
             return Ok(resolved);
         }
         let mut refused = Vec::new();
@@ -301,7 +314,7 @@ impl Resolve for EgressResolver {
         let this = self.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            check_name(&host).or_else(|refusal| match this.policy.host_allowed(&host, None) {
+            check_name(&host).or_else(|refusal| match this.policy.name_allowed(&host) {
                 true => Ok(()),
                 false => Err(refusal),
             })?;

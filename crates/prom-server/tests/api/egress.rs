@@ -103,3 +103,23 @@ async fn an_allow_listed_private_upstream_works() {
     let (status, body) = publish(&owner, "other-port", &other).await;
     assert_eq!(status, 403, "{other}: {body}");
 }
+
+/// A name the operator allowed with a port resolves (here to loopback, pinned) and connects
+/// through the gateway's resolver; the same name on another port stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_listed_name_resolves_and_connects_on_its_port() {
+    let (url, upstream) = spawn_upstream().await;
+    let port = url.trim_start_matches("http://127.0.0.1:").trim_end_matches("/mcp").to_owned();
+    let app = strict(vec![format!("mcp.internal.example:{port}")]).await;
+    app.state.gateway.lookup.pin("mcp.internal.example", vec!["127.0.0.1".parse().unwrap()]);
+    let owner = app.with_owner("acme").await;
+    let (status, body) = publish(&owner, "internal", &format!("http://mcp.internal.example:{port}/mcp")).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, key) = owner.create_key("agent").await;
+    let response = mcp_post(&app, "internal", Cred::ApiKey(&key), &call(1, "echo"), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("body").contains("\"result\""));
+    assert_eq!(upstream.seen.lock().expect("lock").len(), 1);
+    let (status, body) = publish(&owner, "other-port", "http://mcp.internal.example:9/mcp").await;
+    assert_eq!(status, 403, "{body}");
+}
