@@ -107,6 +107,9 @@ impl Gateway {
         let lookup = Lookup::default();
         let resolver = EgressResolver { policy: egress.clone(), lookup: lookup.clone() };
         let client = reqwest::Client::builder()
+            // Every upstream connection is made, and its address checked, here: a proxy from the
+            // environment would resolve names itself and carry requests past the egress policy.
+            .no_proxy()
             .dns_resolver(Arc::new(resolver))
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
