@@ -68,20 +68,12 @@ pub(crate) async fn slice_wallet(
     now: Timestamp,
     margins: ExpiryMargins,
 ) -> StoreResult<bool> {
-    with_write!(store, pool => {
-        let mut tx = pool.begin().await.map_err(db_err)?;
-        let budgets = lock_tenant_budgets!(tx, tenant);
-        if !same_budgets(seen, &budgets) {
-            return Ok(false);
-        }
+    write_slices(store, tenant, seen, |budgets| {
         let refs: Vec<&Budget> = budgets.iter().collect();
         let caps = slice_budgets(&refs, wallet, now, margins).map_err(corrupt)?;
-        for (budget, cap) in budgets.iter().zip(caps) {
-            write_cap!(&mut *tx, tenant, &budget.service, cap)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-    });
-    Ok(true)
+        Ok(budgets.iter().map(|budget| budget.service.clone()).zip(caps).collect())
+    })
+    .await
 }
 
 /// Writes the slices the in-memory book cut, in one transaction, unless the budgets' rows are no
@@ -92,14 +84,25 @@ pub(crate) async fn set_ledger_caps(
     seen: &[Budget],
     caps: &[(ServiceSlug, Amount)],
 ) -> StoreResult<bool> {
+    write_slices(store, tenant, seen, |_| Ok(caps.to_vec())).await
+}
+
+/// Locks the tenant's budgets and, if they are still as `seen`, writes the slices `cut` makes of
+/// them, in one transaction; `false` (nothing written) otherwise.
+async fn write_slices(
+    store: &SqlStore,
+    tenant: &TenantId,
+    seen: &[Budget],
+    cut: impl FnOnce(&[Budget]) -> StoreResult<Vec<(ServiceSlug, Amount)>>,
+) -> StoreResult<bool> {
     with_write!(store, pool => {
         let mut tx = pool.begin().await.map_err(db_err)?;
         let budgets = lock_tenant_budgets!(tx, tenant);
         if !same_budgets(seen, &budgets) {
             return Ok(false);
         }
-        for (service, cap) in caps {
-            write_cap!(&mut *tx, tenant, service, *cap)?;
+        for (service, cap) in cut(&budgets)? {
+            write_cap!(&mut *tx, tenant, &service, cap)?;
         }
         tx.commit().await.map_err(db_err)?;
     });

@@ -8,13 +8,14 @@
 // Tests fail by panicking; the library lints against it do not apply here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+#[path = "common/demo_gateway.rs"]
+mod demo_gateway;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use std::process::{Command, Stdio};
+
 use tokio::net::TcpListener;
 
-const PROM: &str = env!("CARGO_BIN_EXE_prom");
+use self::demo_gateway::spawn_demo_gateway_with;
 
 fn chromium() -> Option<&'static str> {
     let found = ["chromium", "chromium-browser"]
@@ -86,47 +87,9 @@ async fn a_page_on_an_allowed_origin_calls_the_gateway_and_another_cannot() {
     let allowed_origin = format!("http://{}", allowed_listener.local_addr().unwrap());
     drop(allowed_listener);
 
-    let data = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(PROM)
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("PROM_KEY_KDF__M_COST_KIB", "256")
-        .env("PROM_KEY_KDF__T_COST", "1")
-        .env("PROM_PASSWORD_KDF__M_COST_KIB", "256")
-        .env("PROM_PASSWORD_KDF__T_COST", "1")
-        .env("PROM_LOG", "warn")
-        .env("PROM_ALLOWED_ORIGINS", format!("[\"{allowed_origin}\"]"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut banner = String::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).await.unwrap() > 0, "prom serve --demo exited:\n{banner}");
-            banner.push_str(&line);
-            if line.starts_with("=====") && banner.contains("Agent key:") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the demo banner");
-    tokio::spawn(async move {
-        let mut rest = String::new();
-        let _ = stdout.read_to_string(&mut rest).await;
-    });
-    let field = |label: &str| {
-        banner
-            .lines()
-            .find_map(|line| line.strip_prefix(label))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap()
-    };
-    let (mcp_url, key) = (field("MCP service:").to_owned(), field("Agent key:").to_owned());
+    let allowed = format!("[\"{allowed_origin}\"]");
+    let gateway = spawn_demo_gateway_with(&[("PROM_ALLOWED_ORIGINS", &allowed)]).await;
+    let (mcp_url, key) = (gateway.mcp_url.clone(), gateway.key.clone());
 
     // The allowed origin, on the port reserved for it.
     let listener = TcpListener::bind(allowed_origin.trim_start_matches("http://")).await.unwrap();
@@ -139,5 +102,5 @@ async fn a_page_on_an_allowed_origin_calls_the_gateway_and_another_cannot() {
     let other = serve_page(page(&mcp_url, &key)).await;
     let seen = tokio::task::spawn_blocking(move || load(browser, &format!("{other}/"))).await.unwrap();
     assert!(seen.starts_with("refused:"), "from another origin the browser is refused: {seen}");
-    drop(child);
+    drop(gateway);
 }

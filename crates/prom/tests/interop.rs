@@ -31,6 +31,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+#[path = "common/demo_gateway.rs"]
+mod demo_gateway;
+
+use self::demo_gateway::{DemoGateway, spawn_demo_gateway, spawn_demo_gateway_with};
+
 const PROM: &str = env!("CARGO_BIN_EXE_prom");
 const ECHO_TEXT: &str = "hello from the TypeScript SDK";
 const REFUSAL: &str = "this key was revoked; mint a new one with `prom keys create`";
@@ -358,104 +363,6 @@ async fn connect_with_a_refused_key_answers_the_request_and_exits_2() {
         };
         let seen = seen.lock().unwrap().clone();
         assert!(!seen.is_empty() && seen.iter().all(|header| *header == expected), "{seen:?}");
-    }
-}
-
-/// `prom serve --demo` as a child process: the gateway with the demo service behind `/mcp/demo`.
-struct DemoGateway {
-    child: tokio::process::Child,
-    base: String,
-    mcp_url: String,
-    key: String,
-    password: String,
-    _data: tempfile::TempDir,
-}
-
-async fn spawn_demo_gateway() -> DemoGateway {
-    spawn_demo_gateway_with(&[]).await
-}
-
-/// [`spawn_demo_gateway`] with more settings in its environment.
-async fn spawn_demo_gateway_with(env: &[(&str, &str)]) -> DemoGateway {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(PROM)
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("PROM_KEY_KDF__M_COST_KIB", "256")
-        .env("PROM_KEY_KDF__T_COST", "1")
-        .env("PROM_PASSWORD_KDF__M_COST_KIB", "256")
-        .env("PROM_PASSWORD_KDF__T_COST", "1")
-        .env("PROM_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut banner = String::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).await.unwrap() > 0, "prom serve --demo exited:\n{banner}");
-            banner.push_str(&line);
-            if line.starts_with("=====") && banner.contains("Agent key:") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the demo banner");
-    let field = |label: &str| {
-        banner
-            .lines()
-            .find_map(|line| line.strip_prefix(label))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {label} in:\n{banner}"))
-            .to_owned()
-    };
-    let mcp_url = field("MCP service:");
-    let key = field("Agent key:");
-    let password = banner.split("(password: ").nth(1).and_then(|rest| rest.split(')').next()).unwrap().to_owned();
-    let base = mcp_url.trim_end_matches("/mcp/demo").to_owned();
-    tokio::spawn(async move {
-        let mut rest = String::new();
-        let _ = stdout.read_to_string(&mut rest).await;
-    });
-    DemoGateway { child, base, mcp_url, key, password, _data: data }
-}
-
-impl DemoGateway {
-    /// Signs in as the demo owner and returns a session token.
-    async fn owner_token(&self) -> String {
-        let body = json!({"email": "demo@prometheus.local", "password": self.password});
-        let response =
-            reqwest::Client::new().post(format!("{}/v1/auth/login", self.base)).json(&body).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn create_key(&self, token: &str, label: &str) -> (String, String) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/keys", self.base))
-            .bearer_auth(token)
-            .json(&json!({"label": label}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
-    }
-
-    async fn revoke(&self, token: &str, id: &str) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/keys/{id}/revoke", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
     }
 }
 
