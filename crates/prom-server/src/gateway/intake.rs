@@ -161,7 +161,7 @@ fn cancel_route(state: &AppState, service: &ServiceRecord, headers: &HeaderMap, 
     match &service.upstream {
         Upstream::Stdio { .. } => CancelRoute::Stdio { session: session.unwrap_or_default().to_owned() },
         Upstream::Http { .. } => CancelRoute::Http {
-            url: state.gateway.upstream_url(service).ok(),
+            url: state.gateway.allowed_url(service),
             session: session.map(str::to_owned),
             protocol: headers.get(MCP_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).map(str::to_owned),
         },

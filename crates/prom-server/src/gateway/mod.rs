@@ -375,25 +375,35 @@ impl Gateway {
         let Upstream::Http { url } = &service.upstream else {
             return Err(ApiError::internal(std::io::Error::other("stdio service in the HTTP path")));
         };
-        let checked = match self.urls.get(url) {
-            Some(checked) => checked.clone(),
-            None => {
-                let parsed = reqwest::Url::parse(url).map_err(|_| {
-                    ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
-                })?;
-                let checked = self.egress.check_url(&parsed).map(|()| parsed);
-                if self.urls.len() > 10_000 {
-                    self.urls.clear();
-                }
-                self.urls.insert(url.clone(), checked.clone());
-                checked
-            }
-        };
+        let checked = self.checked_url(url).ok_or_else(|| {
+            ApiError::UpstreamUnavailable(format!("the service {} has an unusable upstream URL", service.slug))
+        })?;
         checked.map_err(|refusal| {
             self.metrics.upstream_error(service.slug.as_str(), "refused");
             tracing::warn!(service = %service.slug, refusal = %refusal, "an upstream was refused by the egress policy");
             unreachable(service.slug.as_str())
         })
+    }
+
+    /// The service's upstream URL when it may be used, quietly (for a later cancellation: the
+    /// request itself reports a refusal).
+    fn allowed_url(&self, service: &ServiceRecord) -> Option<reqwest::Url> {
+        let Upstream::Http { url } = &service.upstream else { return None };
+        self.checked_url(url)?.ok()
+    }
+
+    /// `url` parsed and checked against the egress policy, once (`None`: not a URL).
+    fn checked_url(&self, url: &str) -> Option<Result<reqwest::Url, crate::egress::Refusal>> {
+        if let Some(checked) = self.urls.get(url) {
+            return Some(checked.clone());
+        }
+        let parsed = reqwest::Url::parse(url).ok()?;
+        let checked = self.egress.check_url(&parsed).map(|()| parsed);
+        if self.urls.len() > 10_000 {
+            self.urls.clear();
+        }
+        self.urls.insert(url.to_owned(), checked.clone());
+        Some(checked)
     }
 
     /// Ends a request that failed before any answer: a free one is recorded with `outcome`, a paid
