@@ -45,6 +45,11 @@ pub struct ServerConfig {
     pub login_per_sec: f64,
     /// Lifetime of a sign-in session (seconds).
     pub session_ttl_secs: u64,
+    /// A dashboard session ends after this long without a page view (seconds).
+    pub session_idle_secs: u64,
+    /// Lets the dashboard's wallet page add test funds to the tenant's wallet on the embedded
+    /// ledger (on with `--demo`; never on for a real ledger).
+    pub test_funds: bool,
     /// Longest grace period a rotated key may keep working (seconds).
     pub max_rotation_grace_secs: u64,
     /// How often key usage (`last_used_at`, usage events, `api_key.use` rows) is written out
@@ -120,6 +125,8 @@ impl Default for ServerConfig {
             login_burst: 10,
             login_per_sec: 0.5,
             session_ttl_secs: 12 * 3600,
+            session_idle_secs: 3600,
+            test_funds: false,
             max_rotation_grace_secs: 30 * 24 * 3600,
             usage_flush_ms: 250,
             allowed_origins: Vec::new(),

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod config;
+pub mod dashboard;
 pub mod directory;
 pub mod egress;
 pub mod error;
@@ -30,7 +31,9 @@ pub use crate::state::{AppState, StartupError};
 /// The whole application's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(|| async { axum::response::Redirect::to("/app") }))
         .route("/healthz", get(api::health::healthz))
+        .nest("/app", dashboard::router())
         .route("/metrics", get(metrics::metrics))
         .route("/mcp/{service}", any(gateway::handle))
         .nest(

@@ -24,6 +24,9 @@ use crate::usage::UsageRecorder;
 /// Settings names. Never rename: they hold the deployment's key salt and digest parameters.
 const SALT_SETTING: &str = "api_key_digest_salt";
 const KDF_SETTING: &str = "api_key_digest_params";
+/// The key the dashboard's CSRF tokens are derived with. Never rename: a new key signs everyone's
+/// open forms out.
+const CSRF_SETTING: &str = "dashboard_csrf_key";
 
 /// Everything a request handler shares, behind one `Arc`: axum clones the state for every
 /// request (and extractor), so a clone is one reference count, not one per part.
@@ -55,6 +58,10 @@ pub struct Shared {
     pub allowances: Allowances,
     pub ledger: Arc<dyn Ledger>,
     pub settler: Settler,
+    /// Derives the dashboard's CSRF tokens.
+    pub csrf_key: crate::dashboard::viewer::CsrfKey,
+    /// The first start's setup link (empty once any user exists).
+    pub setup_link: crate::dashboard::SetupLink,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,12 @@ impl AppState {
             return Err(StartupError::KdfChanged { configured: config.key_kdf, stored });
         }
         let hasher = Arc::new(KeyHasher::new(stored, SecretSlice::from(salt))?);
+        let csrf_key =
+            crate::dashboard::viewer::CsrfKey::from_setting(&store.init_setting(CSRF_SETTING, &fresh_salt()).await?);
+        let setup_link = match store.has_users().await? {
+            true => crate::dashboard::SetupLink::default(),
+            false => crate::dashboard::SetupLink::fresh(),
+        };
         let passwords = Arc::new(PasswordHasherArgon2::new(config.password_kdf)?);
         let pool =
             HashingPool::new(config.effective_hashing_workers(), config.hashing_queue, config.sign_in_hashing_queue);
@@ -144,6 +157,8 @@ impl AppState {
             allowances,
             settler,
             ledger,
+            csrf_key,
+            setup_link,
         })))
     }
 }

@@ -13,6 +13,8 @@
 // fixtures and helpers an integration test binary shares between them.
 #![expect(clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
+#[path = "api/pages.rs"]
+mod pages;
 #[path = "api/support.rs"]
 mod support;
 
@@ -26,6 +28,14 @@ mod auth_errors;
 mod charging;
 #[path = "api/cors.rs"]
 mod cors;
+#[path = "api/dash_keys.rs"]
+mod dash_keys;
+#[path = "api/dash_login.rs"]
+mod dash_login;
+#[path = "api/dash_store.rs"]
+mod dash_store;
+#[path = "api/dash_usage.rs"]
+mod dash_usage;
 #[path = "api/egress.rs"]
 mod egress;
 #[path = "api/funds.rs"]

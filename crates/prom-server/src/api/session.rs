@@ -29,7 +29,46 @@ pub async fn login(
     meta: ClientMeta,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let email = Email::parse(&request.email).map_err(|err| ApiError::InvalidRequest(err.to_string()))?;
+    let signed_in =
+        sign_in(&state, &meta, &request.email, request.password, TenantChoice::Named(request.tenant)).await?;
+    Ok(Json(LoginResponse {
+        token: signed_in.token.expose().to_owned(),
+        expires_at: signed_in.expires_at.to_string(),
+        tenant: signed_in.membership.tenant.slug.to_string(),
+        role: signed_in.membership.role.to_string(),
+        email: signed_in.email.to_string(),
+    }))
+}
+
+/// Which tenant a sign-in acts in.
+#[derive(Debug)]
+pub enum TenantChoice {
+    /// The one named (required when the user belongs to several).
+    Named(Option<String>),
+    /// The one named, else the first of the user's tenants (the dashboard, which has a switcher).
+    NamedOrFirst(Option<String>),
+}
+
+/// A new session.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: SessionToken,
+    pub expires_at: Timestamp,
+    pub membership: Membership,
+    pub email: prom_core::user::Email,
+}
+
+/// Checks e-mail and password (throttled per address, hashed on the sign-in lane, failures
+/// recorded) and opens a session in the chosen tenant: the one sign-in of the API and the
+/// dashboard.
+pub async fn sign_in(
+    state: &AppState,
+    meta: &ClientMeta,
+    email: &str,
+    password: String,
+    choice: TenantChoice,
+) -> Result<SignedIn, ApiError> {
+    let email = Email::parse(email).map_err(|err| ApiError::InvalidRequest(err.to_string()))?;
     if let Err(retry_after_secs) = state.login_throttle.take(meta.ip) {
         return Err(ApiError::RateLimited {
             message: "too many failed sign-ins from this address; wait before trying again".into(),
@@ -39,7 +78,7 @@ pub async fn login(
     let user = state.store.find_user_by_email(&email).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let passwords = state.passwords.clone();
-    let password = Password::presented(request.password);
+    let password = Password::presented(password);
     let matches = state
         .pool
         .run(Lane::SignIn, move || passwords.verify(&password, stored_hash.as_deref()))
@@ -72,29 +111,42 @@ pub async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     state.login_throttle.refund(meta.ip);
-    let membership = choose_tenant(&memberships, request.tenant.as_deref())?;
+    let membership = match choice {
+        TenantChoice::Named(wanted) => choose_tenant(&memberships, wanted.as_deref())?,
+        TenantChoice::NamedOrFirst(None) => match memberships.first() {
+            Some(first) => first,
+            None => choose_tenant(&memberships, None)?,
+        },
+        TenantChoice::NamedOrFirst(Some(wanted)) => choose_tenant(&memberships, Some(&wanted))?,
+    };
+    let (token, expires_at) = open_session(state, meta, &user.id, &user.email, &membership.tenant.id).await?;
+    tracing::info!(user = %user.id, tenant = %membership.tenant.slug, "signed in");
+    Ok(SignedIn { token, expires_at, membership: membership.clone(), email: user.email })
+}
 
+/// Opens a session for a user whose identity is already established (a sign-in, a tenant switch,
+/// the first owner's setup), with its `user.login` audit row.
+pub async fn open_session(
+    state: &AppState,
+    meta: &ClientMeta,
+    user_id: &prom_core::id::UserId,
+    email: &prom_core::user::Email,
+    tenant_id: &prom_core::id::TenantId,
+) -> Result<(SessionToken, Timestamp), ApiError> {
     let token = SessionToken::mint();
     let now = Timestamp::now();
     let session = NewSession {
         id: SessionId::new(),
         digest: token.digest(),
-        user_id: user.id.clone(),
-        tenant_id: membership.tenant.id.clone(),
+        user_id: user_id.clone(),
+        tenant_id: tenant_id.clone(),
         created_at: now,
         expires_at: now.plus_seconds(state.config.session_ttl_secs),
     };
     let expires_at = session.expires_at;
-    let ctx = meta.audit_context(Actor::User { id: user.id.clone(), email: user.email.clone() });
+    let ctx = meta.audit_context(Actor::User { id: user_id.clone(), email: email.clone() });
     state.store.create_session(session, &ctx).await?;
-    tracing::info!(user = %user.id, tenant = %membership.tenant.slug, "signed in");
-    Ok(Json(LoginResponse {
-        token: token.expose().to_owned(),
-        expires_at: expires_at.to_string(),
-        tenant: membership.tenant.slug.to_string(),
-        role: membership.role.to_string(),
-        email: user.email.to_string(),
-    }))
+    Ok((token, expires_at))
 }
 
 fn choose_tenant<'a>(memberships: &'a [Membership], wanted: Option<&str>) -> Result<&'a Membership, ApiError> {

@@ -104,7 +104,7 @@ pub struct ClientMeta {
 }
 
 impl ClientMeta {
-    fn from_parts(parts: &Parts) -> Self {
+    pub(crate) fn from_parts(parts: &Parts) -> Self {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -180,7 +180,7 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-async fn authenticate_session(state: &AppState, raw: &str) -> Result<UserPrincipal, ApiError> {
+pub(crate) async fn authenticate_session(state: &AppState, raw: &str) -> Result<UserPrincipal, ApiError> {
     let invalid = || {
         ApiError::TokenInvalid(
             "the session is not valid (signed out, expired or unknown): sign in again with `prom login`".into(),
