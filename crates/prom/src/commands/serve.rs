@@ -37,6 +37,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let listener = super::demo::bind().await?;
             let address = listener.local_addr()?;
             server_config.egress.allow_hosts.push(address.to_string());
+            // The demo's wallet can be topped up from the dashboard (embedded ledger only).
+            server_config.test_funds = true;
             eprintln!("  --demo: the demo's own upstream http://{address} is allowed past the egress policy");
             Some(listener)
         }
@@ -59,12 +61,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         database.describe(),
         config.server.environment
     );
-    eprintln!(
-        "  first time? create an owner:  prom admin create-user --email you@example.com --tenant acme --role owner"
-    );
-    eprintln!(
-        "  then sign in and mint a key:  prom login --server http://{address} && prom keys create --label my-agent"
-    );
+    match state.setup_link.token() {
+        Some(token) if !args.demo => {
+            eprintln!("  first start: create the first owner in your browser (this link works once):");
+            eprintln!("    http://{address}/app/setup?token={token}");
+        }
+        _ => eprintln!("  dashboard: http://{address}/app"),
+    }
+    eprintln!("  or from the shell: prom admin create-user --email you@example.com --tenant acme --role owner");
 
     let demo = match demo_upstream {
         Some(listener) => Some(super::demo::start(&state, listener, address).await?),
