@@ -298,6 +298,9 @@ pub trait KeyStore: Send + Sync {
     async fn get_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>>;
     /// Keys of a tenant that are not deleted, newest first.
     async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>>;
+    /// One page of those keys (`limit` of them after skipping `offset`, in the same order), and
+    /// how many there are in all.
+    async fn list_keys_page(&self, tenant: &TenantId, offset: u32, limit: u32) -> StoreResult<(Vec<KeyRecord>, u64)>;
     /// Any key with this digest, whatever its state, so the caller can say why it is refused.
     async fn find_key_by_digest(&self, digest: &KeyDigest) -> StoreResult<Option<KeyRecord>>;
     /// Records when keys were last used (batched by the caller; only ever moves forward).
