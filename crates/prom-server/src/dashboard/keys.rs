@@ -31,9 +31,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Keys shown per page.
-const PAGE_SIZE: u64 = 50;
+const PAGE_SIZE: u32 = 50;
 /// Pages past this are not asked for (the offset stays far from overflow).
-const MAX_PAGE: u64 = 1_000_000;
+const MAX_PAGE: u32 = 1_000_000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -99,7 +99,7 @@ struct KeyRow {
 /// Links to the neighbouring pages of the list.
 #[derive(Debug, Default)]
 struct Pager {
-    page: u64,
+    page: u32,
     pages: u64,
     prev: Option<String>,
     next: Option<String>,
@@ -150,7 +150,7 @@ fn page_link(page: u64, service: &str) -> String {
 
 /// The keys page for page `page` (1-based) of the viewer's tenant's keys, with no notice, error
 /// or reveal yet.
-async fn listing(state: &AppState, viewer: &Viewer, page: u64, service: String) -> Result<KeysPage, PageError> {
+async fn listing(state: &AppState, viewer: &Viewer, page: u32, service: String) -> Result<KeysPage, PageError> {
     let tenant = viewer.principal.tenant_id();
     let page = page.clamp(1, MAX_PAGE);
     let (records, total) = state.store.list_keys_page(tenant, (page - 1) * PAGE_SIZE, PAGE_SIZE).await?;
@@ -179,12 +179,13 @@ async fn listing(state: &AppState, viewer: &Viewer, page: u64, service: String) 
             status: Status::of(key, now),
         })
         .collect();
-    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let pages = total.div_ceil(u64::from(PAGE_SIZE)).max(1);
+    let at = u64::from(page);
     let pager = Pager {
         page,
         pages,
-        prev: (page > 1).then(|| page_link((page - 1).min(pages), &service)),
-        next: (page < pages).then(|| page_link(page + 1, &service)),
+        prev: (at > 1).then(|| page_link((at - 1).min(pages), &service)),
+        next: (at < pages).then(|| page_link(at + 1, &service)),
     };
     Ok(KeysPage {
         chrome: viewer.chrome(Nav::Keys, "API keys"),
@@ -211,7 +212,7 @@ async fn keys_page(
     State(state): State<AppState>,
     Query(query): Query<KeysQuery>,
 ) -> Result<Response, PageError> {
-    let page = query.page.as_deref().and_then(|raw| raw.trim().parse::<u64>().ok()).unwrap_or(1);
+    let page = query.page.as_deref().and_then(|raw| raw.trim().parse::<u32>().ok()).unwrap_or(1);
     let service = requested_service(query.service.as_deref());
     let mut shown = listing(&state, &viewer, page, service).await?;
     shown.notice = notice(query.notice.as_deref());

@@ -190,7 +190,8 @@ pub async fn revoke(
     posted: Posted<NoFields>,
 ) -> Result<Response, PageError> {
     let viewer = posted.viewer;
-    crate::api::keys::revoke_key(State(state), viewer.principal.clone(), viewer.meta.clone(), Path(id)).await?;
+    let _revoked =
+        crate::api::keys::revoke_key(State(state), viewer.principal.clone(), viewer.meta.clone(), Path(id)).await?;
     Ok(Redirect::to("/app/api-keys?notice=revoked").into_response())
 }
 

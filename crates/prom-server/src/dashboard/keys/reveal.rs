@@ -70,7 +70,6 @@ pub struct Reveal {
     pub key: String,
     /// What became of the key this one replaces (after a rotation).
     pub replaced: Option<String>,
-    pub service: String,
     pub placeholder: bool,
     pub mcp_json: String,
     pub curl: String,
@@ -122,7 +121,6 @@ impl Reveal {
             display: created.display.clone(),
             key: key.to_owned(),
             replaced,
-            service: target.service.clone(),
             placeholder: target.service == SERVICE_PLACEHOLDER,
             mcp_json,
             curl,
