@@ -44,6 +44,8 @@ mod charges;
 mod checkpoint;
 #[path = "store/concurrency.rs"]
 mod concurrency;
+#[path = "store/history.rs"]
+mod history;
 #[path = "store/isolation.rs"]
 mod isolation;
 #[path = "store/keys.rs"]
@@ -56,6 +58,8 @@ mod members;
 mod password_links;
 #[path = "store/rotation.rs"]
 mod rotation;
+#[path = "store/scale.rs"]
+mod scale;
 #[path = "store/services.rs"]
 mod services;
 #[path = "store/sessions.rs"]
