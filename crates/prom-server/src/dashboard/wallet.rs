@@ -116,10 +116,22 @@ struct SettlementRow {
     service: String,
     amount: String,
     fee: String,
-    state: String,
+    state: &'static str,
+    state_class: &'static str,
+    /// The block index of the ledger transfer, once done.
     ledger_ref: Option<String>,
     created: String,
     completed: Option<String>,
+}
+
+/// A settlement's state in words, and its badge.
+fn settlement_state(state: &str) -> (&'static str, &'static str) {
+    match state {
+        "done" => ("done", "ok"),
+        "in_doubt" => ("pending: the ledger's answer is awaited", "warn"),
+        "pending" => ("pending", "warn"),
+        _ => ("unknown", "bad"),
+    }
 }
 
 #[derive(Template)]
@@ -179,8 +191,9 @@ async fn wallet_view(state: &AppState, viewer: &Viewer) -> Result<WalletPage, Pa
             service: settlement.service.to_string(),
             amount: amount(settlement.amount),
             fee: amount(settlement.fee),
-            state: settlement.state.to_string(),
-            ledger_ref: settlement.ledger_ref.as_ref().map(ToString::to_string),
+            state: settlement_state(&settlement.state).0,
+            state_class: settlement_state(&settlement.state).1,
+            ledger_ref: settlement.ledger_ref,
             created: when(settlement.created_at),
             completed: settlement.completed_at.map(when),
         })

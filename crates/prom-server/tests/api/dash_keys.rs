@@ -436,3 +436,36 @@ async fn test_funds_are_refused_when_off() {
     assert!(refused.html.contains("test funds is off"));
     assert_eq!(ledger_balance(&app, &owner).await, Amount::ZERO);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_are_listed_with_their_ledger_reference() {
+    let app = crate::allowance::spawn().await;
+    let owner = crate::allowance::paid_service(&app, 10_000).await;
+    let (status, view) = owner.put("/v1/services/paid/allowance", json!({ "amount": "1000" })).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let (_, key) = owner.create_key("agent").await;
+    for id in 1..=2 {
+        crate::allowance::tool_call(&app, "paid", &key, id, "echo").await;
+    }
+    let browser = Browser::of(&app, &owner);
+
+    let before = browser.get("/app/wallet").await;
+    assert_eq!(balance(&before), "10,000", "captured, not yet settled: still in the wallet");
+    assert!(before.html.contains("200 not settled yet"), "{}", before.html);
+    assert!(before.html.contains("No settlements yet."));
+
+    let report = app.state.settler.settle_once().await;
+    assert_eq!((report.settled_batches, report.failed_batches), (1, 0), "{report:?}");
+    let after = browser.get("/app/wallet").await;
+    assert_eq!(balance(&after), "9,800");
+    let table = &after.html[after.html.find(r#"id="settlements""#).expect("the settlements table")..];
+    assert!(table.contains(r#"href="/app/store/paid""#), "{table}");
+    assert!(table.contains(">done<") && table.contains("block <code>"), "done, with its block: {table}");
+    assert!(!table.contains("No settlements yet."));
+
+    // The publisher was paid; the consumer's settlements are not on its page.
+    let publisher = app.with_owner("publisher").await;
+    let theirs = Browser::of(&app, &publisher).get("/app/wallet").await;
+    assert_eq!(balance(&theirs), "200");
+    assert!(theirs.html.contains("No settlements yet."), "{}", theirs.html);
+}
