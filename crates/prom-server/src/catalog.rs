@@ -10,8 +10,9 @@
 //!
 //! Upstreams are untrusted, like everywhere in the gateway: the client connects only where the
 //! egress policy allows ([`crate::egress`], the gateway's own resolver and lookups), and a read is
-//! bounded in time ([`READ_DEADLINE`]), size ([`mcp::MAX_BODY_BYTES`] per answer) and pages. A
-//! stdio upstream is not started for a listing: its tools are listed when an agent connects.
+//! bounded in time ([`READ_DEADLINE`]), size ([`mcp::MAX_BODY_BYTES`] per answer), pages and
+//! number at once ([`CONCURRENT_READS`]). A stdio upstream is not started for a listing: its
+//! tools are listed when an agent connects.
 
 mod mcp;
 
@@ -36,6 +37,8 @@ const FAILED_FOR: Duration = Duration::from_secs(30);
 pub const MAX_ENTRIES: usize = 1024;
 /// Longest a read of one upstream may take, every request of it included.
 pub const READ_DEADLINE: Duration = Duration::from_secs(10);
+/// Most reads under way at once (a store of many services, first opened, reads them all).
+const CONCURRENT_READS: usize = 16;
 
 /// One tool an upstream offers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +144,7 @@ impl Entry {
 pub struct ToolCatalog {
     http: reqwest::Client,
     resolver: EgressResolver,
+    reads: Arc<tokio::sync::Semaphore>,
     entries: Mutex<HashMap<ServiceSlug, Entry>>,
 }
 
@@ -164,7 +168,8 @@ impl ToolCatalog {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("prometheus-catalog/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, resolver, entries: Mutex::new(HashMap::new()) })
+        let reads = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_READS));
+        Ok(Self { http, resolver, reads, entries: Mutex::new(HashMap::new()) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceSlug, Entry>> {
@@ -228,8 +233,10 @@ impl ToolCatalog {
             .map_err(|_| CatalogError::BadUrl)
             .and_then(|parsed| self.resolver.policy.check_url(&parsed).map(|()| parsed).map_err(CatalogError::Refused));
         let http = self.http.clone();
+        let reads = self.reads.clone();
         let task = tokio::spawn(async move {
             let url = checked?;
+            let _turn = reads.acquire_owned().await.map_err(|_| CatalogError::Stopped)?;
             let listing = mcp::list_tools(&http, url, slug.as_str()).await;
             if let Err(err) = &listing {
                 tracing::info!(service = %slug, error = %err, "could not read a service's tools");

@@ -88,6 +88,8 @@ impl Conversation<'_> {
             })?;
             for tool in listed {
                 match read_tool(tool) {
+                    // A name listed twice is one tool (the first listing wins).
+                    Some(tool) if tools.iter().any(|known: &Tool| known.name == tool.name) => {}
                     Some(_) if tools.len() == MAX_TOOLS => truncated = true,
                     Some(tool) => tools.push(tool),
                     None => tracing::debug!(service = self.service, "a listed tool without a name was left out"),
