@@ -327,6 +327,14 @@ async fn publishing_pricing_and_deleting_through_the_forms() {
     assert_eq!(details.location(), Some("/app/publish/weather?notice=saved"));
     let (_, view) = acme.get("/v1/services/weather").await;
     assert_eq!((view["name"].as_str(), view["description"].as_str()), (Some("Weather"), Some("Better.")));
+    assert_eq!(seen.methods().iter().filter(|m| *m == "initialize").count(), 2, "the same upstream: not read again");
+    // Another upstream: its tools are read from it, without anyone asking.
+    let (moved, _, moved_seen) = spawn_catalogued().await;
+    let details = browser.post("/app/publish/weather", &[("name", "Weather"), ("upstream", &moved)]).await;
+    assert_eq!(details.location(), Some("/app/publish/weather?notice=saved"), "{}", details.html);
+    let page = browser.get("/app/publish/weather").await;
+    assert!(page.html.contains("id=\"price-fortune\""));
+    assert_eq!(moved_seen.methods().first().map(String::as_str), Some("initialize"));
 
     // The list, read-only earnings table included.
     let list = browser.get("/app/publish").await;
