@@ -163,7 +163,7 @@ fn figures(view: &AllowanceView) -> Vec<Figure> {
             "Paid calls stop",
             view.paid_calls_stop_at
                 .as_deref()
-                .map_or_else(|| "when the allowance is used up".to_owned(), |at| format!("at {}", when(at))),
+                .map_or_else(|| "when it is used up".to_owned(), |at| format!("at {}", when(at))),
         ),
         figure("Wallet balance", grouped(&view.wallet_balance)),
     ]
