@@ -483,6 +483,48 @@ pub trait ChargeStore: Send + Sync {
     /// Releases holds placed before `before` that were never captured or released: their requests
     /// died with a previous process. Returns how many were released.
     async fn release_stale_holds(&self, before: Timestamp) -> StoreResult<u64>;
+    /// What `payee` earned from `from` (inclusive) to `to` (exclusive): the charges captured or
+    /// settled for its services, whichever tenant paid them, by service and UTC day of the call,
+    /// newest day first, then by service. A charge counts for the service its slug named when
+    /// the call was made, so a slug that changed publisher does not move earnings.
+    async fn publisher_earnings(
+        &self,
+        payee: &TenantId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<EarningRow>>;
+}
+
+/// A settlement batch as the paying tenant's wallet page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettlementView {
+    pub id: String,
+    pub service: ServiceSlug,
+    pub amount: crate::money::Amount,
+    /// The ledger's fee for the transfer; zero until the batch is done, and for batches completed
+    /// before the fee was recorded.
+    pub fee: crate::money::Amount,
+    /// `pending`, `in_doubt` (pending, and the last call to the ledger got no definite answer) or
+    /// `done`.
+    pub state: String,
+    /// The ledger's block index of the transfer, once done.
+    pub ledger_ref: Option<String>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// What a publisher earned from one service on one UTC day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarningRow {
+    pub service: ServiceSlug,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Paid calls charged (captured or settled).
+    pub calls: u64,
+    /// The sum of those charges.
+    pub charged: crate::money::Amount,
+    /// The part of `charged` already transferred to the publisher.
+    pub settled: crate::money::Amount,
 }
 
 /// Settlement: captured charges gathered into batches, each one `transfer_from` on the ledger.
@@ -526,6 +568,8 @@ pub trait SettlementStore: Send + Sync {
         at: Timestamp,
         fee: crate::money::Amount,
     ) -> StoreResult<()>;
+    /// The tenant's latest `limit` settlement batches, newest first.
+    async fn list_settlements(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<SettlementView>>;
 }
 
 /// Everything the server needs from storage.

@@ -469,6 +469,15 @@ impl ChargeStore for SqlStore {
         }
         Ok(released)
     }
+
+    async fn publisher_earnings(
+        &self,
+        payee: &TenantId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<prom_core::store::EarningRow>> {
+        crate::history::publisher_earnings(self, payee, from, to).await
+    }
 }
 
 #[cfg(test)]

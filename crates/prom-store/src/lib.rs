@@ -13,6 +13,7 @@
 mod audit;
 mod budgets;
 mod charges;
+mod history;
 mod journal;
 mod keys;
 mod ledger;

@@ -6,7 +6,7 @@ use prom_core::charge::{Budget, Settlement};
 use prom_core::id::{SettlementId, TenantId};
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
-use prom_core::store::{BudgetStore, SettlementStore, StoreError, StoreResult};
+use prom_core::store::{BudgetStore, SettlementStore, SettlementView, StoreError, StoreResult};
 use prom_core::time::Timestamp;
 
 use crate::charges::lock_budget;
@@ -304,10 +304,13 @@ pub(crate) async fn complete_settlement(
         let mut budget: Budget = row
             .ok_or_else(|| StoreError::Corrupt(format!("settlement {} has no budget", settlement.id)))?
             .try_into()?;
-        let done = sqlx::query("UPDATE settlements SET state = 'done', block = $1, settled_at = $2 WHERE id = $3 AND state = 'pending'")
+        let done = sqlx::query(
+            "UPDATE settlements SET state = 'done', block = $1, settled_at = $2, fee = $4 WHERE id = $3 AND state = 'pending'",
+        )
             .bind(block.to_string())
             .bind(at.as_millis())
             .bind(settlement.id.as_str())
+            .bind(fee.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -377,5 +380,9 @@ impl SettlementStore for SqlStore {
         fee: Amount,
     ) -> StoreResult<()> {
         crate::settlement::complete_settlement(self, settlement, block, at, fee).await
+    }
+
+    async fn list_settlements(&self, tenant: &TenantId, limit: u32) -> StoreResult<Vec<SettlementView>> {
+        crate::history::list_settlements(self, tenant, limit).await
     }
 }

@@ -24,7 +24,7 @@ use crate::{SqlStore, db_err, with_read, with_write};
 /// Events per INSERT statement (10 parameters each; well under both databases' limits).
 const ROWS_PER_INSERT: usize = 100;
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 #[async_trait]
 impl UsageStore for SqlStore {
@@ -225,7 +225,7 @@ fn count(n: i64) -> StoreResult<u64> {
 }
 
 /// `YYYY-MM-DD` of a day number (days since the epoch, as text).
-fn day(raw: Option<&str>) -> StoreResult<String> {
+pub(crate) fn day(raw: Option<&str>) -> StoreResult<String> {
     let days: i64 = raw
         .and_then(|raw| raw.parse().ok())
         .ok_or_else(|| corrupt(format!("a usage row's day {raw:?} is not a number")))?;

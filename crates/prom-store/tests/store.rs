@@ -44,6 +44,8 @@ mod charges;
 mod checkpoint;
 #[path = "store/concurrency.rs"]
 mod concurrency;
+#[path = "store/history.rs"]
+mod history;
 #[path = "store/isolation.rs"]
 mod isolation;
 #[path = "store/keys.rs"]
