@@ -16,6 +16,7 @@ use prom_server::egress::EgressConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::allowance::fund;
 use crate::gateway::{call, mcp_post, register};
 use crate::pages::Browser;
 use crate::support::{Cred, TestApp, TestUser, actions, python_stdio};
@@ -61,6 +62,10 @@ async fn upstream_post(State(seen): State<Seen>, headers: HeaderMap, body: Strin
                 "serverInfo": { "name": "catalogued", "version": "1.0.0" }
             });
             ([("mcp-session-id", SESSION)], axum::Json(rpc_result(&id, result))).into_response()
+        }
+        // Calls work without a session (as on a stateless server), for the earnings test.
+        "tools/call" => {
+            axum::Json(rpc_result(&id, json!({ "content": [{ "type": "text", "text": "found" }] }))).into_response()
         }
         _ if !in_session => StatusCode::NOT_FOUND.into_response(),
         "notifications/initialized" => StatusCode::ACCEPTED.into_response(),
@@ -454,4 +459,40 @@ async fn a_local_command_service_shows_its_prices_without_being_started() {
     let own = Browser::of(&app, &acme).get("/app/publish/local").await;
     assert!(own.html.contains("id=\"price-search\"") && !own.html.contains("id=\"read-tools\""), "{}", own.html);
     assert_eq!(app.state.gateway.stdio.running(), 0, "no process was started to list tools");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_see_what_each_service_earned_per_day() {
+    let app = TestApp::spawn_with(|config| config.settle_interval_secs = 3600).await;
+    let (url, _, _) = spawn_catalogued().await;
+    let acme = app.with_owner("acme").await;
+    publish(&acme, "catalogued", &url, json!({ "search": "1200" })).await;
+    let buyer = app.with_owner("globex").await;
+    fund(&app, &buyer, 1_000_000).await;
+    let approved = Browser::of(&app, &buyer).post("/app/store/catalogued/allowance", &[("amount", "100000")]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.html);
+    let (_, key) = buyer.create_key("agent").await;
+    for id in 1..=3 {
+        let answer: Value = mcp_post(&app, "catalogued", Cred::ApiKey(&key), &call(id, "search"), &[])
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(answer["result"]["content"][0]["text"], "found", "{answer}");
+    }
+    // Captured, then settled by a round of the settler.
+    let before = named(&Browser::of(&app, &acme).get("/app/publish").await.html);
+    let today = prom_core::time::Timestamp::now().date_string();
+    let rows = element(&before, "earnings", "table");
+    assert!(rows.contains(&today) && rows.contains("catalogued") && rows.contains("3,600"), "{rows}");
+    app.state.settler.settle_once().await;
+    let after = Browser::of(&app, &acme).get("/app/publish").await;
+    let totals = element(&after.html, "earnings-totals", "table");
+    let cells: Vec<&str> =
+        totals.split("<td class=\"num\">").skip(1).map(|cell| &cell[..cell.find('<').unwrap_or(0)]).collect();
+    assert_eq!(cells, ["3", "3,600", "3,600"], "calls, charged, settled: {totals}");
+
+    // The paying tenant earned nothing, and sees nothing of acme's.
+    let theirs = Browser::of(&app, &buyer).get("/app/publish").await;
+    assert!(!theirs.html.contains("id=\"earnings\"") && !theirs.html.contains("3,600"), "{}", theirs.html);
 }
