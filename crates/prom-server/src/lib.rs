@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod catalog;
 pub mod config;
 pub mod dashboard;
 pub mod directory;

@@ -53,6 +53,8 @@ pub struct Shared {
     pub usage: UsageRecorder,
     pub services: Arc<ServiceDirectory>,
     pub gateway: Arc<Gateway>,
+    /// The tools each service's upstream lists (for the App Store's pages).
+    pub catalog: crate::catalog::ToolCatalog,
     pub charges: ChargeBook,
     /// Approvals and the wallets' slices (the money module's writers beside the book).
     pub allowances: Allowances,
@@ -125,6 +127,7 @@ impl AppState {
         let services = Arc::new(ServiceDirectory::new(store.clone()));
         let metrics = Arc::new(Metrics::new(verifier.clone(), usage.clone()));
         let gateway = Arc::new(Gateway::new(&config, metrics)?);
+        let catalog = crate::catalog::ToolCatalog::new(&gateway)?;
         let margins = prom_core::charge::ExpiryMargins::for_settlement(std::time::Duration::from_secs(
             config.settle_interval_secs,
         ));
@@ -153,6 +156,7 @@ impl AppState {
             usage,
             services: services.clone(),
             gateway,
+            catalog,
             charges,
             allowances,
             settler,
