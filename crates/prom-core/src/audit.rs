@@ -21,6 +21,12 @@ pub enum AuditAction {
     UserLoginFailed,
     UserLogout,
     MemberAdd,
+    /// A member's role in a tenant changed.
+    MemberRoleChange,
+    /// A member left a tenant (their sessions there end with it).
+    MemberRemove,
+    /// A user set their password with a password link (in the log of each of their tenants).
+    UserPasswordSet,
     ServiceCreate,
     ServiceUpdate,
     ServiceDelete,
@@ -30,7 +36,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 14] = [
+    pub const ALL: [AuditAction; 17] = [
         Self::ApiKeyCreate,
         Self::ApiKeyRevoke,
         Self::ApiKeyDelete,
@@ -40,6 +46,9 @@ impl AuditAction {
         Self::UserLoginFailed,
         Self::UserLogout,
         Self::MemberAdd,
+        Self::MemberRoleChange,
+        Self::MemberRemove,
+        Self::UserPasswordSet,
         Self::ServiceCreate,
         Self::ServiceUpdate,
         Self::ServiceDelete,
@@ -58,6 +67,9 @@ impl AuditAction {
             Self::UserLoginFailed => "user.login_failed",
             Self::UserLogout => "user.logout",
             Self::MemberAdd => "member.add",
+            Self::MemberRoleChange => "member.role_change",
+            Self::MemberRemove => "member.remove",
+            Self::UserPasswordSet => "user.password_set",
             Self::ServiceCreate => "service.create",
             Self::ServiceUpdate => "service.update",
             Self::ServicePriceChange => "service.price_change",
@@ -212,4 +224,24 @@ pub struct AuditFilter {
     pub key_id: Option<KeyId>,
     pub before: Option<i64>,
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_its_own_name_and_parses_back() {
+        let mut names: Vec<&str> = AuditAction::ALL.iter().map(|action| action.as_str()).collect();
+        for action in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(action.as_str()), Some(action));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), AuditAction::ALL.len(), "two actions share a name");
+        assert_eq!(AuditAction::parse("member.role_change"), Some(AuditAction::MemberRoleChange));
+        assert_eq!(AuditAction::parse("member.remove"), Some(AuditAction::MemberRemove));
+        assert_eq!(AuditAction::parse("user.password_set"), Some(AuditAction::UserPasswordSet));
+        assert_eq!(AuditAction::parse("member"), None);
+    }
 }

@@ -64,6 +64,28 @@ pub struct ProvisionMember {
     pub role: Role,
 }
 
+/// A member of a tenant, as the members page lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user_id: UserId,
+    pub email: Email,
+    pub role: Role,
+    /// When the membership was made.
+    pub added_at: Timestamp,
+    /// False for a user added by e-mail who has not set a password yet (and cannot sign in).
+    pub has_password: bool,
+}
+
+/// A one-time link to set a password: for a member added by e-mail, or a reset. Only the digest
+/// of the link's secret is stored.
+#[derive(Clone, Debug)]
+pub struct NewPasswordLink {
+    pub digest: Vec<u8>,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug)]
 pub struct ProvisionOutcome {
     pub user: UserRecord,
@@ -93,6 +115,8 @@ pub struct SessionRecord {
     pub role: Role,
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// When the session was last used (its creation, until [`SessionStore::touch_session`]).
+    pub last_seen_at: Timestamp,
 }
 
 #[derive(Debug)]
@@ -171,6 +195,57 @@ pub trait UserStore: Send + Sync {
     async fn memberships(&self, user_id: &UserId) -> StoreResult<Vec<Membership>>;
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
     async fn find_tenant_by_slug(&self, slug: &TenantSlug) -> StoreResult<Option<Tenant>>;
+    /// Whether any user exists (first-run setup is offered until one does).
+    async fn has_users(&self) -> StoreResult<bool>;
+    /// First-run setup, in one transaction: creates the tenant (slug `request.tenant`, name
+    /// `tenant_name`), the user (`request.password_hash` is required) and the membership with
+    /// `request.role`, and writes `member.add`. `Conflict` once any user exists, so of concurrent
+    /// calls at most one succeeds.
+    async fn create_first_owner(
+        &self,
+        request: ProvisionMember,
+        tenant_name: &str,
+        ctx: &AuditContext,
+    ) -> StoreResult<ProvisionOutcome>;
+    /// The members of a tenant, by e-mail address.
+    async fn list_members(&self, tenant: &TenantId) -> StoreResult<Vec<MemberRecord>>;
+    /// Adds `email` to the tenant with `role` and writes `member.add`; a user who does not exist
+    /// yet is created without a password (they set one with a password link). Returns the user
+    /// and whether it was created. `NotFound` if the tenant does not exist, `Conflict` if the user
+    /// is a member already.
+    async fn add_member(
+        &self,
+        tenant: &TenantId,
+        email: &Email,
+        role: Role,
+        ctx: &AuditContext,
+    ) -> StoreResult<(UserRecord, bool)>;
+    /// Changes a member's role and writes `member.role_change` (nothing when the role is the
+    /// same). `NotFound` if the user is not a member; `Conflict` if the tenant would be left
+    /// without an owner.
+    async fn set_member_role(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Role,
+        ctx: &AuditContext,
+    ) -> StoreResult<()>;
+    /// Removes a member, ends their sessions in the tenant and writes `member.remove`.
+    /// `NotFound` if the user is not a member; `Conflict` if they are the tenant's last owner.
+    async fn remove_member(&self, tenant: &TenantId, user: &UserId, ctx: &AuditContext) -> StoreResult<()>;
+    /// Stores a password link. `NotFound` if the user does not exist.
+    async fn create_password_link(&self, link: NewPasswordLink) -> StoreResult<()>;
+    /// Uses a password link, once: sets the user's password hash, ends the user's other unused
+    /// links and writes `user.password_set` in each tenant the user belongs to, in one
+    /// transaction. `NotFound` if the link is unknown, used or expired at `now` (of concurrent
+    /// redemptions at most one succeeds).
+    async fn redeem_password_link(
+        &self,
+        digest: &[u8],
+        password_hash: &str,
+        now: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<UserRecord>;
 }
 
 #[async_trait]
@@ -181,6 +256,12 @@ pub trait SessionStore: Send + Sync {
     async fn find_session(&self, digest: &SessionDigest) -> StoreResult<Option<SessionRecord>>;
     /// Ends a session and writes `user.logout`.
     async fn revoke_session(&self, session: &SessionRecord, at: Timestamp, ctx: &AuditContext) -> StoreResult<()>;
+    /// Records that a session was used at `at` (only ever moves forward; an unknown session
+    /// changes nothing). Not audited.
+    async fn touch_session(&self, id: &SessionId, at: Timestamp) -> StoreResult<()>;
+    /// Ends every live session of `user` in `tenant` (when the member is removed); returns how
+    /// many. Not audited: the change that causes it is.
+    async fn revoke_user_sessions(&self, user: &UserId, tenant: &TenantId, at: Timestamp) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -217,6 +298,9 @@ pub trait KeyStore: Send + Sync {
     async fn get_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>>;
     /// Keys of a tenant that are not deleted, newest first.
     async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>>;
+    /// One page of those keys (`limit` of them after skipping `offset`, in the same order), and
+    /// how many there are in all.
+    async fn list_keys_page(&self, tenant: &TenantId, offset: u32, limit: u32) -> StoreResult<(Vec<KeyRecord>, u64)>;
     /// Any key with this digest, whatever its state, so the caller can say why it is refused.
     async fn find_key_by_digest(&self, digest: &KeyDigest) -> StoreResult<Option<KeyRecord>>;
     /// Records when keys were last used (batched by the caller; only ever moves forward).

@@ -199,8 +199,11 @@ impl PasswordHasherArgon2 {
     }
 
     /// Checks a password against a stored PHC hash, or against the decoy when there is none.
-    /// Returns false for the decoy, for a mismatch and for an unreadable hash.
+    /// Returns false for the decoy, for a mismatch and for an unreadable hash. An empty stored
+    /// hash is a user who never set a password (added by e-mail): it matches nothing, and is
+    /// checked against the decoy so the answer takes as long as for any other account.
     pub fn verify(&self, password: &Password, stored: Option<&str>) -> bool {
+        let stored = stored.filter(|hash| !hash.is_empty());
         let phc = stored.unwrap_or(&self.decoy);
         let Ok(parsed) = PasswordHash::new(phc) else { return false };
         let matches = self.argon2.verify_password(password.0.expose_secret().as_bytes(), &parsed).is_ok();
@@ -251,5 +254,12 @@ mod tests {
         assert!(!hasher.verify(&Password::presented("wrong horse battery".into()), Some(&hash)));
         assert!(!hasher.verify(&Password::presented("anything".into()), None));
         assert!(!hasher.verify(&Password::presented("anything".into()), Some("garbage")));
+    }
+
+    #[test]
+    fn an_empty_hash_matches_no_password() {
+        let hasher = PasswordHasherArgon2::new(KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 }).unwrap();
+        assert!(!hasher.verify(&Password::presented(String::new()), Some("")));
+        assert!(!hasher.verify(&Password::presented("correct horse battery".into()), Some("")));
     }
 }

@@ -16,10 +16,14 @@ mod charges;
 mod journal;
 mod keys;
 mod ledger;
+mod members;
+mod password_links;
 mod rows;
 mod services;
+mod sessions;
 mod settings;
 mod settlement;
+mod setup;
 mod usage;
 mod users;
 

@@ -126,6 +126,7 @@ pub(crate) struct SessionRow {
     role: String,
     expires_at: i64,
     revoked_at: Option<i64>,
+    last_seen_at: i64,
 }
 
 impl TryFrom<SessionRow> for SessionRecord {
@@ -140,6 +141,7 @@ impl TryFrom<SessionRow> for SessionRecord {
             role: parse_role(&row.role)?,
             expires_at: Timestamp::from_millis(row.expires_at),
             revoked_at: ts(row.revoked_at),
+            last_seen_at: Timestamp::from_millis(row.last_seen_at),
         })
     }
 }

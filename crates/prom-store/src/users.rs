@@ -1,19 +1,20 @@
-//! Tenants, users, memberships and sign-in sessions.
+//! Tenants, users and memberships (`prom admin create-user`, sign-in look-ups); first-run setup
+//! lives in `setup.rs` and the members page's changes in `members.rs`.
 
 use async_trait::async_trait;
+use prom_core::access::Role;
 use prom_core::audit::{AuditAction, AuditContext, AuditTarget, NewAuditEvent};
 use prom_core::id::{TenantId, UserId};
-use prom_core::session::SessionDigest;
 use prom_core::store::{
-    Membership, NewSession, ProvisionMember, ProvisionOutcome, SessionRecord, SessionStore, StoreError, StoreResult,
-    Tenant, UserRecord, UserStore,
+    MemberRecord, Membership, NewPasswordLink, ProvisionMember, ProvisionOutcome, StoreError, StoreResult, Tenant,
+    UserRecord, UserStore,
 };
 use prom_core::time::Timestamp;
 use prom_core::user::{Email, TenantSlug};
 use serde_json::json;
 
 use crate::audit::insert_audit;
-use crate::rows::{MembershipRow, SessionRow, TenantRow, UserRow};
+use crate::rows::{MembershipRow, TenantRow, UserRow};
 use crate::{SqlStore, db_err, with_read, with_write};
 
 const USER_COLUMNS: &str = "id, email, password_hash, created_at";
@@ -153,78 +154,59 @@ impl UserStore for SqlStore {
         });
         Ok(row.map(Tenant::from))
     }
-}
 
-#[async_trait]
-impl SessionStore for SqlStore {
-    async fn create_session(&self, session: NewSession, ctx: &AuditContext) -> StoreResult<()> {
-        with_write!(self, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
-            sqlx::query(
-                "INSERT INTO sessions (id, digest, user_id, tenant_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(session.id.as_str())
-            .bind(&session.digest.as_bytes()[..])
-            .bind(session.user_id.as_str())
-            .bind(session.tenant_id.as_str())
-            .bind(session.created_at.as_millis())
-            .bind(session.expires_at.as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let event = NewAuditEvent {
-                at: session.created_at,
-                tenant_id: Some(session.tenant_id.clone()),
-                action: AuditAction::UserLogin,
-                context: ctx.clone(),
-                target: None,
-                details: json!({ "session_id": session.id.as_str(), "expires_at": session.expires_at.to_string() }),
-            };
-            insert_audit!(&mut *tx, &event)?;
-            tx.commit().await.map_err(db_err)
-        })
+    async fn has_users(&self) -> StoreResult<bool> {
+        crate::setup::has_users(self).await
     }
 
-    async fn find_session(&self, digest: &SessionDigest) -> StoreResult<Option<SessionRecord>> {
-        let row: Option<SessionRow> = with_read!(self, pool => {
-            sqlx::query_as(
-                "SELECT s.id AS session_id, s.user_id, u.email, t.id, t.slug, t.name, t.created_at, m.role, \
-                        s.expires_at, s.revoked_at \
-                 FROM sessions s \
-                 JOIN users u ON u.id = s.user_id \
-                 JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id \
-                 JOIN tenants t ON t.id = s.tenant_id \
-                 WHERE s.digest = $1",
-            )
-            .bind(&digest.as_bytes()[..])
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?
-        });
-        row.map(SessionRecord::try_from).transpose()
+    async fn create_first_owner(
+        &self,
+        request: ProvisionMember,
+        tenant_name: &str,
+        ctx: &AuditContext,
+    ) -> StoreResult<ProvisionOutcome> {
+        crate::setup::create_first_owner(self, request, tenant_name, ctx).await
     }
 
-    async fn revoke_session(&self, session: &SessionRecord, at: Timestamp, ctx: &AuditContext) -> StoreResult<()> {
-        with_write!(self, pool => {
-            let mut tx = pool.begin().await.map_err(db_err)?;
-            let done = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(at.as_millis())
-                .bind(session.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            if done.rows_affected() == 1 {
-                let event = NewAuditEvent {
-                    at,
-                    tenant_id: Some(session.tenant.id.clone()),
-                    action: AuditAction::UserLogout,
-                    context: ctx.clone(),
-                    target: None,
-                    details: json!({ "session_id": session.id.as_str() }),
-                };
-                insert_audit!(&mut *tx, &event)?;
-            }
-            tx.commit().await.map_err(db_err)
-        })
+    async fn list_members(&self, tenant: &TenantId) -> StoreResult<Vec<MemberRecord>> {
+        crate::members::list_members(self, tenant).await
+    }
+
+    async fn add_member(
+        &self,
+        tenant: &TenantId,
+        email: &Email,
+        role: Role,
+        ctx: &AuditContext,
+    ) -> StoreResult<(UserRecord, bool)> {
+        crate::members::add_member(self, tenant, email, role, ctx).await
+    }
+
+    async fn set_member_role(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Role,
+        ctx: &AuditContext,
+    ) -> StoreResult<()> {
+        crate::members::set_member_role(self, tenant, user, role, ctx).await
+    }
+
+    async fn remove_member(&self, tenant: &TenantId, user: &UserId, ctx: &AuditContext) -> StoreResult<()> {
+        crate::members::remove_member(self, tenant, user, ctx).await
+    }
+
+    async fn create_password_link(&self, link: NewPasswordLink) -> StoreResult<()> {
+        crate::password_links::create_password_link(self, link).await
+    }
+
+    async fn redeem_password_link(
+        &self,
+        digest: &[u8],
+        password_hash: &str,
+        now: Timestamp,
+        ctx: &AuditContext,
+    ) -> StoreResult<UserRecord> {
+        crate::password_links::redeem_password_link(self, digest, password_hash, now, ctx).await
     }
 }

@@ -50,6 +50,10 @@ mod isolation;
 mod keys;
 #[path = "store/ledger.rs"]
 mod ledger;
+#[path = "store/members.rs"]
+mod members;
+#[path = "store/password_links.rs"]
+mod password_links;
 #[path = "store/rotation.rs"]
 mod rotation;
 #[path = "store/services.rs"]

@@ -38,6 +38,12 @@ pub enum ActionName {
     UserLogout,
     #[schema(rename = "member.add")]
     MemberAdd,
+    #[schema(rename = "member.role_change")]
+    MemberRoleChange,
+    #[schema(rename = "member.remove")]
+    MemberRemove,
+    #[schema(rename = "user.password_set")]
+    UserPasswordSet,
     #[schema(rename = "service.create")]
     ServiceCreate,
     #[schema(rename = "service.update")]

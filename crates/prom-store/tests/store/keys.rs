@@ -137,7 +137,41 @@ async fn duplicate_digest_is_a_conflict(store: SqlStore) {
     assert!(events.unwrap().is_empty(), "the refused key's audit row must roll back with it");
 }
 
+async fn keys_page_newest_first_with_their_count(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let rival = owner_of(&store, "rival").await;
+    let hasher = hasher();
+    let t0 = Timestamp::now();
+    let mut keys = Vec::new();
+    for n in 0..7 {
+        // Two keys share each instant: the order between them is by id, newest first still.
+        let (_, key) = insert_key(&store, &hasher, &acme, &format!("key {n}"), shift(t0, n / 2)).await;
+        keys.push(key);
+    }
+    insert_key(&store, &hasher, &rival, "rival", t0).await;
+    store.delete_key(acme.tenant_id(), &keys[3].id, t0, &acme.ctx()).await.unwrap();
+    store.revoke_key(acme.tenant_id(), &keys[4].id, t0, &acme.ctx()).await.unwrap();
+
+    let listed = store.list_keys(acme.tenant_id()).await.unwrap();
+    assert_eq!(listed.len(), 6);
+    let mut paged = Vec::new();
+    for offset in [0, 4, 8] {
+        let (page, total) = store.list_keys_page(acme.tenant_id(), offset, 4).await.unwrap();
+        assert_eq!(total, 6, "the count of live keys, whatever the page");
+        paged.extend(page);
+    }
+    assert_eq!(paged, listed, "the pages are the list, in its order");
+    assert!(paged.windows(2).all(|pair| (pair[0].created_at, &pair[0].id) > (pair[1].created_at, &pair[1].id)));
+    assert!(paged.iter().all(|key| key.id != keys[3].id), "deleted keys are not listed");
+
+    let (empty, total) = store.list_keys_page(acme.tenant_id(), 0, 0).await.unwrap();
+    assert_eq!((empty.len(), total), (0, 6));
+    let (none, total) = store.list_keys_page(&prom_core::id::TenantId::new(), 0, 10).await.unwrap();
+    assert_eq!((none.len(), total), (0, 0));
+}
+
 store_tests!(
+    keys_page_newest_first_with_their_count,
     inserted_key_reads_back_the_same_everywhere,
     list_is_newest_first_and_skips_deleted,
     revoke_is_idempotent,

@@ -10,7 +10,7 @@ use prom_core::time::Timestamp;
 use prom_store::SqlStore;
 use serde_json::json;
 
-use crate::support::{Owner, by_action, owner_of, provision};
+use crate::support::{Owner, actions, by_action, everything, owner_of, provision};
 
 /// Signs the owner in; returns the session id and the digest the session is found by.
 async fn sign_in(store: &SqlStore, owner: &Owner, created_at: Timestamp) -> (SessionId, SessionDigest) {
@@ -41,6 +41,7 @@ async fn create_session_logs_in(store: SqlStore) {
     assert_eq!(session.role, Role::Owner);
     assert_eq!(session.expires_at, now.plus_seconds(3600));
     assert_eq!(session.revoked_at, None);
+    assert_eq!(session.last_seen_at, now, "a new session was last seen when it was created");
 
     let events = store.list_audit(owner.tenant_id(), &by_action(AuditAction::UserLogin)).await.unwrap();
     assert_eq!(events.len(), 1);
@@ -91,7 +92,56 @@ async fn revoke_session_logs_out_once(store: SqlStore) {
     assert_eq!(events[0].details["session_id"], json!(session.id.as_str()));
 }
 
+async fn touch_session_moves_last_seen_forward_only(store: SqlStore) {
+    let owner = owner_of(&store, "acme").await;
+    let now = Timestamp::now();
+    let (id, digest) = sign_in(&store, &owner, now).await;
+
+    store.touch_session(&id, now.plus_seconds(30)).await.unwrap();
+    assert_eq!(store.find_session(&digest).await.unwrap().unwrap().last_seen_at, now.plus_seconds(30));
+    store.touch_session(&id, now.plus_seconds(10)).await.unwrap();
+    assert_eq!(
+        store.find_session(&digest).await.unwrap().unwrap().last_seen_at,
+        now.plus_seconds(30),
+        "a late touch must not move it back"
+    );
+    store.touch_session(&SessionId::new(), now).await.unwrap();
+
+    let events = store.list_audit(owner.tenant_id(), &everything()).await.unwrap();
+    assert_eq!(actions(&events), ["user.login", "member.add"], "touching is not audited");
+}
+
+async fn revoke_user_sessions_ends_that_tenants_sessions_only(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let now = Timestamp::now();
+    let (_, first) = sign_in(&store, &acme, now).await;
+    let (_, second) = sign_in(&store, &acme, now).await;
+    // The same person in a second tenant, signed in there too.
+    let other = provision(acme.user.email.as_str(), "zeta", Role::Admin, None);
+    let zeta = store.provision_member(other, &AuditContext::admin_cli()).await.unwrap();
+    let in_zeta = Owner { tenant: zeta.tenant, user: acme.user.clone() };
+    let (_, elsewhere) = sign_in(&store, &in_zeta, now).await;
+    let first_session = store.find_session(&first).await.unwrap().unwrap();
+    store.revoke_session(&first_session, now.plus_seconds(5), &acme.ctx()).await.unwrap();
+
+    let at = now.plus_seconds(60);
+    assert_eq!(store.revoke_user_sessions(&acme.user.id, acme.tenant_id(), at).await.unwrap(), 1);
+    assert_eq!(store.revoke_user_sessions(&acme.user.id, acme.tenant_id(), at).await.unwrap(), 0);
+
+    let revoked = |digest| {
+        let store = store.clone();
+        async move { store.find_session(&digest).await.unwrap().unwrap().revoked_at }
+    };
+    assert_eq!(revoked(first).await, Some(now.plus_seconds(5)), "an ended session keeps its end");
+    assert_eq!(revoked(second).await, Some(at));
+    assert_eq!(revoked(elsewhere).await, None, "sessions in another tenant stay");
+    let logouts = store.list_audit(acme.tenant_id(), &by_action(AuditAction::UserLogout)).await.unwrap();
+    assert_eq!(logouts.len(), 1, "only the explicit logout is audited: {logouts:?}");
+}
+
 store_tests!(
+    touch_session_moves_last_seen_forward_only,
+    revoke_user_sessions_ends_that_tenants_sessions_only,
     create_session_logs_in,
     find_session_reads_the_current_role,
     unknown_digest_finds_nothing,
