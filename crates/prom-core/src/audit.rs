@@ -217,11 +217,20 @@ pub struct AuditEvent {
 /// Most events one listing returns.
 pub const MAX_AUDIT_PAGE: u32 = 500;
 
-/// Which events to list: newest first, `before` an event id (for paging), at most `limit`.
+/// Which events to list: newest first (by `at`, then by id), after the event `before` in that
+/// order (for paging: the id of the last event of the previous page), at most `limit`.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub action: Option<AuditAction>,
+    /// Events about this key.
     pub key_id: Option<KeyId>,
+    /// Events whose actor's id or name (a user's e-mail address, a key's display form) is exactly
+    /// this.
+    pub actor: Option<String>,
+    /// Events at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Events before this instant.
+    pub to: Option<Timestamp>,
     pub before: Option<i64>,
     pub limit: u32,
 }

@@ -310,7 +310,7 @@ pub trait KeyStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn record_audit(&self, event: NewAuditEvent) -> StoreResult<()>;
-    /// Events of one tenant, newest first.
+    /// Events of one tenant that match `filter`, newest first (see [`AuditFilter`]).
     async fn list_audit(&self, tenant: &TenantId, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
 }
 

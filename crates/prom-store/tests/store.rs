@@ -56,6 +56,8 @@ mod members;
 mod password_links;
 #[path = "store/rotation.rs"]
 mod rotation;
+#[path = "store/scale.rs"]
+mod scale;
 #[path = "store/services.rs"]
 mod services;
 #[path = "store/sessions.rs"]

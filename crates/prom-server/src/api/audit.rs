@@ -101,7 +101,7 @@ pub async fn list_audit(
     if limit == 0 || limit > MAX_AUDIT_PAGE {
         return Err(ApiError::InvalidRequest(format!("limit must be between 1 and {MAX_AUDIT_PAGE}")));
     }
-    let filter = AuditFilter { action, key_id, before: query.before, limit };
+    let filter = AuditFilter { action, key_id, before: query.before, limit, ..AuditFilter::default() };
     let events = state.store.list_audit(principal.tenant_id(), &filter).await?;
     let next_before = (events.len() == limit as usize).then(|| events.last().map(|e| e.id)).flatten();
     Ok(Json(AuditListView { events: events.iter().map(AuditEventView::of).collect(), next_before }))
