@@ -13,6 +13,7 @@
 
 mod assets;
 pub mod audit;
+mod chart;
 pub mod keys;
 mod login;
 pub mod members;
