@@ -2,7 +2,7 @@
 //! `api_key.use` audit rows, usage reports and (with prices) charges.
 //!
 //! A usage report ([`UsageQuery`] → [`UsageReport`]) counts a tenant's gateway requests and adds
-//! up what they were charged, in total and by key, tool or UTC day. Requests come from the usage
+//! up what they were charged, in total and by key, tool, service or UTC day. Requests come from the usage
 //! events; money comes from the charges that were captured (or since settled), so a refused or
 //! failed call counts as a call and costs nothing.
 
@@ -43,16 +43,19 @@ pub enum UsageGrouping {
     Tool,
     /// By calendar day, UTC.
     Day,
+    /// By service (its slug).
+    Service,
 }
 
 impl UsageGrouping {
-    pub const ALL: [UsageGrouping; 3] = [Self::Key, Self::Tool, Self::Day];
+    pub const ALL: [UsageGrouping; 4] = [Self::Key, Self::Tool, Self::Day, Self::Service];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Key => "key",
             Self::Tool => "tool",
             Self::Day => "day",
+            Self::Service => "service",
         }
     }
 
@@ -122,6 +125,8 @@ pub enum UsageGroup {
     Tool(Option<String>),
     /// A calendar day, UTC, as `YYYY-MM-DD`.
     Day(String),
+    /// A service.
+    Service(ServiceSlug),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +136,7 @@ pub struct UsageRow {
 }
 
 /// A usage report: the totals of everything the query matched, and its rows. Days come in
-/// calendar order; keys and tools busiest first.
+/// calendar order; keys, tools and services busiest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UsageReport {
     pub totals: UsageTotals,
@@ -163,6 +168,7 @@ mod tests {
         for grouping in UsageGrouping::ALL {
             assert_eq!(UsageGrouping::parse(grouping.as_str()), Some(grouping));
         }
+        assert_eq!(UsageGrouping::parse("service"), Some(UsageGrouping::Service));
         assert_eq!(UsageGrouping::parse("Key"), None);
         assert_eq!(UsageGrouping::parse(""), None);
     }

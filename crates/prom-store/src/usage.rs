@@ -13,6 +13,7 @@ use prom_core::audit::NewAuditEvent;
 use prom_core::id::KeyId;
 use prom_core::key::{Environment, display_form};
 use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
 use prom_core::store::{StoreError, StoreResult, UsageStore};
 use prom_core::time::Timestamp;
 use prom_core::usage::{UsageEvent, UsageGroup, UsageGrouping, UsageQuery, UsageReport, UsageRow, UsageTotals};
@@ -122,12 +123,15 @@ impl UsageStore for SqlStore {
         }
         let keys = match query.group_by {
             UsageGrouping::Key => self.key_names(query).await?,
-            UsageGrouping::Tool | UsageGrouping::Day => HashMap::new(),
+            UsageGrouping::Tool | UsageGrouping::Day | UsageGrouping::Service => HashMap::new(),
         };
         for (grp, totals) in groups {
             let group = match query.group_by {
                 UsageGrouping::Tool => UsageGroup::Tool(grp),
                 UsageGrouping::Day => UsageGroup::Day(day(grp.as_deref())?),
+                UsageGrouping::Service => UsageGroup::Service(ServiceSlug::from_trusted(
+                    grp.ok_or_else(|| corrupt("a usage row has no service".into()))?,
+                )),
                 UsageGrouping::Key => {
                     let id = grp.ok_or_else(|| corrupt("a usage row has no key".into()))?;
                     let (label, display) = keys
@@ -139,7 +143,7 @@ impl UsageStore for SqlStore {
             };
             report.rows.push(UsageRow { group, totals });
         }
-        // Days in calendar order (the map's order already); keys and tools busiest first.
+        // Days in calendar order (the map's order already); keys, tools and services busiest first.
         if query.group_by != UsageGrouping::Day {
             report.rows.sort_by_key(|row| std::cmp::Reverse(row.totals.calls));
         }
@@ -197,6 +201,7 @@ fn group_expr(grouping: UsageGrouping, time_column: &str) -> String {
     match grouping {
         UsageGrouping::Key => "key_id".to_owned(),
         UsageGrouping::Tool => "tool".to_owned(),
+        UsageGrouping::Service => "service".to_owned(),
         UsageGrouping::Day => format!("CAST({time_column} / {DAY_MS} AS TEXT)"),
     }
 }

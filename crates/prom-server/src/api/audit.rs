@@ -14,47 +14,20 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-/// The actions the audit log records (the schema of `action`; empty means any).
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub enum ActionName {
-    #[schema(rename = "")]
-    Any,
-    #[schema(rename = "api_key.create")]
-    ApiKeyCreate,
-    #[schema(rename = "api_key.revoke")]
-    ApiKeyRevoke,
-    #[schema(rename = "api_key.delete")]
-    ApiKeyDelete,
-    #[schema(rename = "api_key.rotate")]
-    ApiKeyRotate,
-    #[schema(rename = "api_key.use")]
-    ApiKeyUse,
-    #[schema(rename = "user.login")]
-    UserLogin,
-    #[schema(rename = "user.login_failed")]
-    UserLoginFailed,
-    #[schema(rename = "user.logout")]
-    UserLogout,
-    #[schema(rename = "member.add")]
-    MemberAdd,
-    #[schema(rename = "member.role_change")]
-    MemberRoleChange,
-    #[schema(rename = "member.remove")]
-    MemberRemove,
-    #[schema(rename = "user.password_set")]
-    UserPasswordSet,
-    #[schema(rename = "service.create")]
-    ServiceCreate,
-    #[schema(rename = "service.update")]
-    ServiceUpdate,
-    #[schema(rename = "service.delete")]
-    ServiceDelete,
-    #[schema(rename = "service.price_change")]
-    ServicePriceChange,
-    #[schema(rename = "allowance.approve")]
-    AllowanceApprove,
+/// The schema of `action`: the actions the audit log records, or empty for any. Made from
+/// [`AuditAction::ALL`], so it names every action the server accepts.
+#[derive(Debug)]
+pub struct ActionName;
+
+impl utoipa::PartialSchema for ActionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names = std::iter::once("").chain(AuditAction::ALL.iter().map(|action| action.as_str()));
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).into()
+    }
 }
+
+impl utoipa::ToSchema for ActionName {}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -127,6 +127,9 @@ pub async fn method_not_allowed() -> ApiError {
         whoami::whoami,
         health::healthz,
     ),
+    // The schemas of query parameters' values: the parameters refer to them, and utoipa does not
+    // collect them from the parameters.
+    components(schemas(usage::GroupBy, audit::ActionName)),
     modifiers(&SecuritySchemes, &CommonResponses),
 )]
 pub struct ApiDoc;

@@ -1,5 +1,5 @@
 //! `GET /v1/usage`: what the tenant's agents did through the gateway and what it cost — requests
-//! (by outcome) and captured charges, in total and by key, tool or UTC day. Any member may look;
+//! (by outcome) and captured charges, in total and by key, tool, service or UTC day. Any member may look;
 //! the report only ever covers the caller's tenant, so another tenant's key id or service simply
 //! matches nothing.
 
@@ -23,19 +23,20 @@ use crate::state::AppState;
 /// The range a report covers when the query names none.
 const DEFAULT_RANGE_DAYS: u64 = 30;
 
-/// How a usage report is grouped (the schema of `group_by`; empty means the default, `day`).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub enum GroupBy {
-    #[schema(rename = "")]
-    Default,
-    #[schema(rename = "key")]
-    Key,
-    #[schema(rename = "tool")]
-    Tool,
-    #[schema(rename = "day")]
-    Day,
+/// The schema of `group_by`: how a usage report is grouped, or empty for the default, `day`.
+/// Made from [`UsageGrouping::ALL`], so it names every grouping the server accepts.
+#[derive(Debug)]
+pub struct GroupBy;
+
+impl utoipa::PartialSchema for GroupBy {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names = std::iter::once("").chain(UsageGrouping::ALL.iter().map(|grouping| grouping.as_str()));
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)).into()
+    }
 }
+
+impl ToSchema for GroupBy {}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -58,7 +59,7 @@ pub struct UsageParams {
         pattern = r"^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
     )]
     pub to: Option<String>,
-    /// `key`, `tool` or `day` (UTC); default `day`.
+    /// `key`, `tool`, `service` or `day` (UTC); default `day`.
     #[param(value_type = Option<GroupBy>)]
     pub group_by: Option<String>,
 }
@@ -77,8 +78,8 @@ pub struct UsageView {
     pub errors: u64,
     /// The sum of captured and settled charges (a decimal string in the token's smallest unit).
     pub charged: String,
-    /// One row per key, tool or day that has requests or charges: days in calendar order, keys
-    /// and tools busiest first.
+    /// One row per key, tool, service or day that has requests or charges: days in calendar
+    /// order, keys, tools and services busiest first.
     pub rows: Vec<UsageRowView>,
 }
 
@@ -101,6 +102,8 @@ pub struct UsageRowView {
 pub enum UsageGroupView {
     /// `group_by=key` (deleted keys included).
     Key { key_id: String, label: String, display: String },
+    /// `group_by=service`: the service's slug.
+    Service { service: String },
     /// `group_by=tool`; `tool` is null for requests that call no tool (`initialize`, `tools/list`, …).
     Tool { tool: Option<String> },
     /// `group_by=day`: `YYYY-MM-DD`, UTC.
@@ -127,7 +130,7 @@ impl UsageParams {
         let group_by = match given(&self.group_by) {
             None => UsageGrouping::Day,
             Some(raw) => UsageGrouping::parse(raw).ok_or_else(|| {
-                invalid(format!("group_by must be key, tool or day (UTC days), not {:?}", shorten(raw)))
+                invalid(format!("group_by must be key, tool, service or day (UTC days), not {:?}", shorten(raw)))
             })?,
         };
         let key_id = given(&self.key_id)
@@ -171,6 +174,7 @@ impl UsageRowView {
             }
             UsageGroup::Tool(tool) => UsageGroupView::Tool { tool: tool.clone() },
             UsageGroup::Day(day) => UsageGroupView::Day { day: day.clone() },
+            UsageGroup::Service(service) => UsageGroupView::Service { service: service.to_string() },
         };
         let totals = &row.totals;
         Self {
@@ -197,7 +201,7 @@ fn report_view(query: &UsageQuery, totals: &UsageTotals, rows: &[UsageRow]) -> U
     }
 }
 
-/// The tenant's gateway usage and charges, grouped by key, tool or day.
+/// The tenant's gateway usage and charges, grouped by key, tool, service or day.
 #[utoipa::path(get, path = "/v1/usage", security(("session" = [])), params(UsageParams), responses(
     (status = 200, body = UsageView),
     (status = 400, body = ErrorBody, description = "INVALID_REQUEST: a malformed or unknown parameter, or from not before to"),

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use prom_core::access::Role;
+use prom_core::audit::AuditAction;
 use prom_core::money::Amount;
 use prom_core::time::Timestamp;
 use reqwest::StatusCode;
@@ -94,7 +95,7 @@ fn row<'a>(report: &'a Value, field: &str, value: &Value) -> &'a Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_counts_calls_and_charges_by_key_tool_and_day() {
+async fn usage_counts_calls_and_charges_by_key_tool_service_and_day() {
     let t = traffic().await;
     let charged = (2 * PRICE).to_string();
 
@@ -118,6 +119,14 @@ async fn usage_counts_calls_and_charges_by_key_tool_and_day() {
     assert_eq!(sums(&rows(&by_tool)[0]), (4, 3, 1, charged.clone()));
     assert_eq!(sums(row(&by_tool, "tool", &json!("broken"))), (1, 0, 1, "0".to_owned()));
     assert_eq!(sums(row(&by_tool, "tool", &Value::Null)), (1, 1, 0, "0".to_owned()), "initialize calls no tool");
+
+    let by_service = usage(&t.owner, "?group_by=service").await;
+    assert_eq!(by_service["group_by"], "service");
+    assert_eq!(sums(&by_service), sums(&by_key));
+    assert_eq!(rows(&by_service).len(), 2, "{by_service}");
+    assert_eq!(rows(&by_service)[0]["service"], "paid", "busiest first: {by_service}");
+    assert_eq!(sums(&rows(&by_service)[0]), (5, 3, 2, charged.clone()));
+    assert_eq!(sums(row(&by_service, "service", &json!("free"))), (1, 1, 0, "0".to_owned()));
 
     // Days by default, UTC. (A run that straddles midnight may see two.)
     let by_day = usage(&t.owner, "").await;
@@ -178,8 +187,8 @@ async fn bad_usage_parameters_say_what_to_send() {
     let owner = app.with_owner("acme").await;
     let from_the_future = format!("?from={}", Timestamp::now().plus_seconds(3600));
     for (query, hint) in [
-        ("?group_by=week", "key, tool or day"),
-        ("?group_by=KEY", "key, tool or day"),
+        ("?group_by=week", "key, tool, service or day"),
+        ("?group_by=KEY", "key, tool, service or day"),
         ("?key_id=laptop", "GET /v1/keys"),
         ("?service=Not%20A%20Slug", "GET /v1/services"),
         ("?from=yesterday", "RFC 3339"),
@@ -233,6 +242,11 @@ async fn the_openapi_document_describes_usage_and_allowances() {
     };
     assert_eq!(params("/v1/usage"), query(&["key_id", "service", "from", "to", "group_by"]));
     assert_eq!(params("/v1/audit"), query(&["action", "key_id", "before", "limit"]));
+    // The enums the parameters refer to are in the document.
+    let group_by = &document["components"]["schemas"]["GroupBy"]["enum"];
+    assert_eq!(group_by, &json!(["", "key", "tool", "day", "service"]), "{group_by}");
+    let actions = document["components"]["schemas"]["ActionName"]["enum"].as_array().map(Vec::len);
+    assert_eq!(actions, Some(AuditAction::ALL.len() + 1), "every action, and empty for any");
     for schema in ["UsageView", "UsageRowView", "UsageGroupView"] {
         assert!(document["components"]["schemas"][schema].is_object(), "{schema}");
     }

@@ -1,5 +1,5 @@
 //! Usage reports: requests counted from usage events by outcome, money summed exactly from the
-//! captured charges (held and released ones cost nothing), grouped by key, tool or UTC day,
+//! captured charges (held and released ones cost nothing), grouped by key, tool, service or UTC day,
 //! filtered by key, service and a half-open time range, and never another tenant's.
 
 use prom_core::charge::{ChargeOp, ChargeOpResult, ExpiryMargins, NewCharge};
@@ -160,6 +160,25 @@ async fn usage_is_grouped_by_key_tool_and_day(store: SqlStore) {
     );
 }
 
+async fn usage_is_grouped_by_service(store: SqlStore) {
+    let (k1, _, _) = traffic(&store).await;
+    let by_service = store.usage_report(&query(&k1.tenant_id, UsageGrouping::Service)).await.unwrap();
+    assert_eq!(sums(&by_service.totals), (6, 4, 2, Amount::new(2 * BIG + 5)));
+    let services: Vec<_> = by_service.rows.iter().map(|row| (row.group.clone(), sums(&row.totals))).collect();
+    assert_eq!(
+        services,
+        [
+            (UsageGroup::Service(service_slug("alpha")), (4, 2, 2, Amount::new(2 * BIG))),
+            (UsageGroup::Service(service_slug("beta")), (2, 2, 0, Amount::new(5))),
+        ],
+        "busiest first, the rival tenant's use of alpha not counted"
+    );
+    let only_beta = UsageQuery { service: Some(service_slug("beta")), ..query(&k1.tenant_id, UsageGrouping::Service) };
+    let only_beta = store.usage_report(&only_beta).await.unwrap();
+    assert_eq!(only_beta.rows.len(), 1);
+    assert_eq!(only_beta.rows[0].group, UsageGroup::Service(service_slug("beta")));
+}
+
 async fn usage_filters_by_key_service_and_half_open_range(store: SqlStore) {
     let (k1, k2, kr) = traffic(&store).await;
     let tenant = k1.tenant_id.clone();
@@ -200,7 +219,11 @@ async fn usage_filters_by_key_service_and_half_open_range(store: SqlStore) {
     assert_eq!(report(unknown).await, UsageReport::default());
 }
 
-store_tests!(usage_is_grouped_by_key_tool_and_day, usage_filters_by_key_service_and_half_open_range);
+store_tests!(
+    usage_is_grouped_by_service,
+    usage_is_grouped_by_key_tool_and_day,
+    usage_filters_by_key_service_and_half_open_range,
+);
 
 /// Migration 0010 rebuilds `usage_events` on the embedded database (no AUTOINCREMENT, no foreign
 /// keys, one index): the rows written before it are all still there, with their ids, and new rows
