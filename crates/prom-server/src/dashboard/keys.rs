@@ -23,7 +23,7 @@ use prom_core::time::Timestamp;
 use serde::Deserialize;
 
 use self::reveal::Reveal;
-use super::page::{Chrome, Nav, PageError, render_status};
+use super::page::{Chrome, Nav, PageError, render, render_status};
 use super::viewer::{Posted, Viewer};
 use crate::api::ApiJson;
 use crate::api::views::CreateKeyRequest;
@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(Clone, Debug)]
 struct When {
     text: String,
+    date: String,
     rfc3339: String,
 }
 
@@ -55,6 +56,7 @@ impl When {
         let time = at.to_datetime();
         Self {
             text: format!("{} {:02}:{:02} UTC", at.date_string(), time.hour(), time.minute()),
+            date: at.date_string(),
             rfc3339: at.to_string(),
         }
     }
@@ -63,22 +65,25 @@ impl When {
 /// A key's state as a badge.
 #[derive(Debug)]
 struct Status {
-    text: String,
+    text: &'static str,
     class: &'static str,
+    /// When a rotated key stops working.
+    until: Option<When>,
     /// Still authenticates (so it may be rotated or revoked).
     active: bool,
 }
 
 impl Status {
     fn of(key: &KeyRecord, now: Timestamp) -> Self {
+        let ended = |text| Self { text, class: "bad", until: None, active: false };
         match (key.status(now), key.expires_at) {
             (KeyStatus::Active, Some(at)) => {
-                Self { text: format!("rotated, expires {}", When::of(at).text), class: "warn", active: true }
+                Self { text: "rotated", class: "warn", until: Some(When::of(at)), active: true }
             }
-            (KeyStatus::Active, None) => Self { text: "active".into(), class: "ok", active: true },
-            (KeyStatus::Revoked, _) => Self { text: "revoked".into(), class: "bad", active: false },
-            (KeyStatus::Expired, _) => Self { text: "expired".into(), class: "bad", active: false },
-            (KeyStatus::Deleted, _) => Self { text: "deleted".into(), class: "bad", active: false },
+            (KeyStatus::Active, None) => Self { text: "active", class: "ok", until: None, active: true },
+            (KeyStatus::Revoked, _) => ended("revoked"),
+            (KeyStatus::Expired, _) => ended("expired"),
+            (KeyStatus::Deleted, _) => ended("deleted"),
         }
     }
 }
@@ -216,7 +221,7 @@ async fn keys_page(
     let service = requested_service(query.service.as_deref());
     let mut shown = listing(&state, &viewer, page, service).await?;
     shown.notice = notice(query.notice.as_deref());
-    Ok(render_status(axum::http::StatusCode::OK, &shown))
+    Ok(render(&shown))
 }
 
 #[derive(Debug, Deserialize)]

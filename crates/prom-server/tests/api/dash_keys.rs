@@ -294,7 +294,12 @@ async fn rotating_shows_the_new_key_once() {
     assert_ne!(new_key, old_key);
     assert_eq!(app.whoami(&new_key).await.0, StatusCode::OK);
     assert_eq!(app.whoami(&old_key).await.0, StatusCode::OK, "the grace period");
-    assert!(rotated.html.contains("rotated, expires"), "the old key's badge: {}", rotated.html);
+    assert!(
+        rotated.html.contains(r#"<span class="badge warn">rotated</span>"#),
+        "the old key's badge: {}",
+        rotated.html
+    );
+    assert!(rotated.html.contains("expires <time"), "and when it stops: {}", rotated.html);
     assert!(rotated.html.contains("ci/rotated"));
     assert_eq!(actions(&owner.audit("?action=api_key.rotate").await), ["api_key.rotate"]);
 
