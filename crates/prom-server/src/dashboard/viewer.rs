@@ -152,8 +152,10 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let next = match parts.method {
-            Method::GET => parts.uri.path_and_query().map_or("/app", |pq| pq.as_str()).to_owned(),
+        // Pages are nested under `/app`, which the router strips from the URI they see.
+        let next = match (&parts.method, parts.uri.path_and_query()) {
+            (&Method::GET, Some(pq)) if pq.as_str().starts_with("/app") => pq.as_str().to_owned(),
+            (&Method::GET, Some(pq)) => format!("/app{}", pq.as_str()),
             _ => "/app".to_owned(),
         };
         let sign_in = || PageError::SignIn { next: next.clone() };

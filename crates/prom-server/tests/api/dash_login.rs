@@ -130,7 +130,7 @@ async fn signing_out_ends_the_session_everywhere() {
     let (status, _) = owner.get("/v1/keys").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "nor the same session on the API");
     let other = app.with_user("acme", "ada@acme.example", Role::Admin).await;
-    let audit = other.audit("action=user.logout").await;
+    let audit = other.audit("?action=user.logout").await;
     assert_eq!(actions(&audit), ["user.logout"]);
 }
 
