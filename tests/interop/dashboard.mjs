@@ -56,6 +56,28 @@ async function look(page, name) {
   for (const [label, size] of Object.entries(WIDTHS)) {
     await page.setViewportSize(size);
     await page.screenshot({ path: join(SHOTS, `${name}-${label}.png`), fullPage: true });
+    // Readable at this width: nothing makes the page itself scroll sideways (wide tables and code
+    // scroll inside their own boxes).
+    const overflow = await page.evaluate(() => {
+      const width = document.documentElement.clientWidth;
+      if (document.documentElement.scrollWidth <= width + 1) return null;
+      const wide = [...document.querySelectorAll('body *')]
+        .filter((el) => el.getBoundingClientRect().right > width + 1)
+        .filter((el) => {
+          for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+            if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(up).overflowX)) return false;
+          }
+          return true;
+        })
+        .slice(0, 5)
+        .map((el) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}.${el.className}`);
+      const spilling = [...document.querySelectorAll('body, body *')]
+        .filter((el) => el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === 'visible')
+        .slice(0, 6)
+        .map((el) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}.${el.className} ${el.scrollWidth}/${el.clientWidth}`);
+      return { scrollWidth: document.documentElement.scrollWidth, width, wide, spilling };
+    });
+    if (overflow) throw new Error(`${name} scrolls sideways at ${label} width: ${JSON.stringify(overflow)}`);
   }
   await page.setViewportSize(WIDTHS.desktop);
   // The page's CSP forbids inline script; the context bypasses CSP for this injection only.
@@ -111,7 +133,11 @@ async function main() {
   const pageErrors = [];
   page.on('pageerror', (error) => pageErrors.push(String(error)));
   page.on('console', (message) => {
-    if (message.type() === 'error' && !message.text().includes('favicon')) pageErrors.push(message.text());
+    // A page answered with 401 or 404 on purpose (a wrong password, the not-found page) is logged
+    // by Chromium as a failed load; only script errors and CSP refusals count.
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+      pageErrors.push(message.text());
+    }
   });
 
   step('first-run setup creates the owner');
