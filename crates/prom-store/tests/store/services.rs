@@ -222,10 +222,12 @@ async fn concurrent_price_changes_each_see_the_one_before(store: SqlStore) {
 
     // The log must be one chain 250 -> a -> b -> …: two updates that read the same "before"
     // would mean one of them overwrote a change it never saw.
-    let events = store.list_audit(owner.tenant_id(), &by_action(AuditAction::ServiceUpdate)).await.unwrap();
+    // The log lists events by their (racing) times; the chain is in the order they were written.
+    let mut events = store.list_audit(owner.tenant_id(), &by_action(AuditAction::ServiceUpdate)).await.unwrap();
     assert_eq!(events.len(), RACERS as usize);
+    events.sort_by_key(|event| event.id);
     let mut expected_before = json!({ "search": "250" });
-    for event in events.iter().rev() {
+    for event in &events {
         assert_eq!(event.details["prices"]["before"], expected_before, "{events:?}");
         expected_before = event.details["prices"]["after"].clone();
     }
