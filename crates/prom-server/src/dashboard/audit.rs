@@ -197,7 +197,6 @@ struct ActionOption {
 #[template(path = "audit.html")]
 struct AuditPage {
     chrome: Chrome,
-    action: String,
     key: String,
     actor: String,
     from: String,
@@ -232,7 +231,6 @@ async fn audit_page(
             .iter()
             .map(|action| ActionOption { value: action.as_str(), selected: params.action.trim() == action.as_str() })
             .collect(),
-        action: params.action.trim().to_owned(),
         key: params.key.clone(),
         actor: params.actor.clone(),
         from: params.from.clone(),
