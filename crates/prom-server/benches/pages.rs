@@ -54,14 +54,13 @@ async fn seed_keys(store: &SqlStore, tenant: &TenantId, user: &UserId) {
 }
 
 async fn seed_audit(store: &SqlStore, tenant: &TenantId) {
-    let actions = [AuditAction::ApiKeyUse, AuditAction::UserLogin, AuditAction::AllowanceApprove, AuditAction::ApiKeyRevoke];
+    let actions =
+        [AuditAction::ApiKeyUse, AuditAction::UserLogin, AuditAction::AllowanceApprove, AuditAction::ApiKeyRevoke];
     let start = Timestamp::now().minus_seconds(AUDIT_ROWS as u64);
     let mut batch = Vec::with_capacity(10_000);
     for n in 0..AUDIT_ROWS {
-        let actor = Actor::User {
-            id: UserId::new(),
-            email: Email::parse(&format!("user{}@bench.example", n % 50)).unwrap(),
-        };
+        let actor =
+            Actor::User { id: UserId::new(), email: Email::parse(&format!("user{}@bench.example", n % 50)).unwrap() };
         batch.push(NewAuditEvent {
             at: start.plus_seconds(n as u64),
             tenant_id: Some(tenant.clone()),
