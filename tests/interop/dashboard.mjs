@@ -79,20 +79,23 @@ async function look(page, name) {
     });
     if (overflow) throw new Error(`${name} scrolls sideways at ${label} width: ${JSON.stringify(overflow)}`);
   }
-  await page.setViewportSize(WIDTHS.desktop);
   // The page's CSP forbids inline script; the context bypasses CSP for this injection only.
   await page.evaluate(AXE_SOURCE);
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const outcome = await axe.run(document, { resultTypes: ['violations'] });
-    return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length,
-      targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-  });
-  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  a11y.push({ page: name, url: page.url(), violations: result });
-  if (bad.length > 0) {
-    throw new Error(`axe: serious or critical violations on ${name} (${page.url()}): ${JSON.stringify(bad, null, 1)}`);
+  for (const [label, size] of Object.entries(WIDTHS)) {
+    await page.setViewportSize(size);
+    const result = await page.evaluate(async () => {
+      // eslint-disable-next-line no-undef
+      const outcome = await axe.run(document, { resultTypes: ['violations'] });
+      return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length,
+        targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+    });
+    const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    a11y.push({ page: name, width: label, url: page.url(), violations: result });
+    if (bad.length > 0) {
+      throw new Error(`axe: serious or critical violations on ${name} at ${label} width (${page.url()}): ${JSON.stringify(bad, null, 1)}`);
+    }
   }
+  await page.setViewportSize(WIDTHS.desktop);
 }
 
 async function agent(key) {
