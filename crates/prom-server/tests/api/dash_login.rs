@@ -248,3 +248,26 @@ async fn a_setup_link_does_nothing_once_someone_exists() {
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.html);
     assert!(app.state.setup_link.token().is_none());
 }
+
+#[tokio::test]
+async fn behind_tls_the_cookie_is_host_bound_and_secure() {
+    let app = TestApp::spawn_with(|config| config.public_url = Some("https://prometheus.example".into())).await;
+    app.provision("acme", "ada@acme.example", Role::Owner).await;
+    let answer = sign_in_with_form(&app, "ada@acme.example", PASSWORD, "/app/store").await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.html);
+    let set = answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("__Host-prom_session="))
+        .unwrap_or_else(|| panic!("a __Host- cookie in {:?}", answer.headers))
+        .to_owned();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    assert!(!set.contains("Domain="), "a __Host- cookie names no domain: {set}");
+    let cookie = set.split(';').next().expect("name=value");
+    let page = Browser::anonymous(&app).with_cookie(cookie).get("/app/store").await;
+    assert_eq!(page.status, StatusCode::OK, "the __Host- cookie signs in");
+}

@@ -61,12 +61,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         database.describe(),
         config.server.environment
     );
+    // Links people open: the public URL when one is configured, else where we listen.
+    let base = match &config.server.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{address}"),
+    };
     match state.setup_link.token() {
         Some(token) if !args.demo => {
             eprintln!("  first start: create the first owner in your browser (this link works once):");
-            eprintln!("    http://{address}/app/setup?token={token}");
+            eprintln!("    {base}/app/setup?token={token}");
         }
-        _ => eprintln!("  dashboard: http://{address}/app"),
+        _ => eprintln!("  dashboard: {base}/app"),
     }
     eprintln!("  or from the shell: prom admin create-user --email you@example.com --tenant acme --role owner");
 
