@@ -19,8 +19,8 @@ use prom_core::store::{MemberRecord, StoreError};
 use prom_core::user::Email;
 use serde::Deserialize;
 
-use super::login::mint_password_link;
 use super::page::{Chrome, Nav, PageError, render, render_status};
+use super::setup::mint_password_link;
 use super::viewer::{Posted, Viewer, over_tls};
 use crate::error::ApiError;
 use crate::state::AppState;

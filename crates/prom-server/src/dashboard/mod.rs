@@ -19,6 +19,7 @@ mod login;
 pub mod members;
 mod page;
 pub mod publish;
+mod setup;
 pub mod store;
 pub mod usage;
 pub mod viewer;
@@ -31,8 +32,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-pub use self::login::SetupLink;
 pub use self::page::{Chrome, Nav, PageError, render};
+pub use self::setup::SetupLink;
 pub use self::viewer::{Posted, Viewer};
 use crate::state::AppState;
 
@@ -42,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/app/store") }))
         .merge(assets::routes())
         .merge(login::routes())
+        .merge(setup::routes())
         .merge(keys::routes())
         .merge(wallet::routes())
         .merge(store::routes())
