@@ -33,10 +33,18 @@ pub enum AuditAction {
     /// A service's prices changed (in the log of every tenant with an allowance for it).
     ServicePriceChange,
     AllowanceApprove,
+    /// A person consented to an OAuth client: a grant was made (with its spend cap and expiry).
+    OAuthConsent,
+    /// Tokens were issued for a grant (a code exchanged, or a refresh).
+    OAuthTokenIssue,
+    /// A used refresh token or authorization code was presented again: the grant was revoked.
+    OAuthReuseDetected,
+    /// A grant was revoked (on the dashboard, or by its client at `/oauth/revoke`).
+    OAuthRevoke,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 17] = [
+    pub const ALL: [AuditAction; 21] = [
         Self::ApiKeyCreate,
         Self::ApiKeyRevoke,
         Self::ApiKeyDelete,
@@ -54,6 +62,10 @@ impl AuditAction {
         Self::ServiceDelete,
         Self::ServicePriceChange,
         Self::AllowanceApprove,
+        Self::OAuthConsent,
+        Self::OAuthTokenIssue,
+        Self::OAuthReuseDetected,
+        Self::OAuthRevoke,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -75,6 +87,10 @@ impl AuditAction {
             Self::ServicePriceChange => "service.price_change",
             Self::ServiceDelete => "service.delete",
             Self::AllowanceApprove => "allowance.approve",
+            Self::OAuthConsent => "oauth.consent",
+            Self::OAuthTokenIssue => "oauth.token_issue",
+            Self::OAuthReuseDetected => "oauth.reuse_detected",
+            Self::OAuthRevoke => "oauth.revoke",
         }
     }
 
@@ -173,6 +189,10 @@ impl AuditTarget {
 
     pub fn service(slug: &str, name: &str) -> Self {
         Self { kind: "service".into(), id: slug.to_owned(), label: Some(name.to_owned()) }
+    }
+
+    pub fn grant(id: &crate::id::GrantId, client_name: &str) -> Self {
+        Self { kind: "oauth_grant".into(), id: id.to_string(), label: Some(client_name.to_owned()) }
     }
 
     pub fn user(id: &UserId, email: &Email) -> Self {

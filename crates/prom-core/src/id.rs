@@ -73,6 +73,10 @@ define_id!(
     ChargeId
 );
 define_id!(
+    /// Identifies an OAuth grant: what one person allowed one client to do with one service.
+    GrantId
+);
+define_id!(
     /// Identifies a settlement batch (and is its ledger memo).
     SettlementId
 );

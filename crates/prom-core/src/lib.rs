@@ -15,6 +15,7 @@ pub mod kdf;
 pub mod key;
 pub mod ledger;
 pub mod money;
+pub mod oauth;
 pub mod service;
 pub mod session;
 pub mod store;

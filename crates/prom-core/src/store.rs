@@ -584,6 +584,7 @@ pub trait Store:
     + BudgetStore
     + ChargeStore
     + SettlementStore
+    + crate::oauth::OAuthStore
     + std::fmt::Debug
     + 'static
 {
@@ -600,6 +601,7 @@ impl<T> Store for T where
         + BudgetStore
         + ChargeStore
         + SettlementStore
+        + crate::oauth::OAuthStore
         + std::fmt::Debug
         + 'static
 {
