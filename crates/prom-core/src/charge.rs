@@ -47,6 +47,9 @@ pub struct NewCharge {
     pub tool: String,
     pub amount: Amount,
     pub at: Timestamp,
+    /// The spend cap of the credential that made the call (an OAuth grant's), held against
+    /// together with the budget (see [`crate::limit`]); `None`: no cap beyond the allowance.
+    pub cap: Option<Amount>,
 }
 
 /// One change to the charge book. Many are applied in one transaction (group commit).
@@ -67,6 +70,8 @@ pub enum ChargeOpResult {
     /// The budget cannot cover the hold; nothing was written. `expiring` when the reason is the
     /// allowance's (near) expiry rather than its amount.
     Refused { available: Amount, expiring: bool },
+    /// The credential's spend cap cannot cover the hold (the budget may): nothing was written.
+    CapReached { cap: Amount, available: Amount },
     /// The tool's price rose above what the tenant's approval covers (or it was free then): the
     /// tenant must approve again to accept it. Nothing was written.
     PriceNotApproved,

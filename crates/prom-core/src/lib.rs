@@ -14,6 +14,7 @@ pub mod id;
 pub mod kdf;
 pub mod key;
 pub mod ledger;
+pub mod limit;
 pub mod money;
 pub mod oauth;
 pub mod service;

@@ -105,6 +105,8 @@ pub struct ServerConfig {
     /// Where upstreams may be: `https` to public addresses only, unless allowed here (see
     /// `egress.rs` and the README's configuration reference).
     pub egress: crate::egress::EgressConfig,
+    /// The OAuth authorization server (docs/OAUTH.md).
+    pub oauth: crate::oauth::OAuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +151,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             upstream_idle_secs: 120,
             egress: crate::egress::EgressConfig::default(),
+            oauth: crate::oauth::OAuthConfig::default(),
         }
     }
 }

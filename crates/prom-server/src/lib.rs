@@ -16,6 +16,7 @@ mod listen;
 mod logging;
 pub mod metrics;
 pub mod money;
+pub mod oauth;
 pub mod redact;
 pub mod state;
 pub mod usage;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/app", dashboard::router())
         .route("/metrics", get(metrics::metrics))
         .route("/mcp/{service}", any(gateway::handle))
+        .merge(oauth::routes())
         .nest(
             "/v1",
             api::router().layer(axum::middleware::from_fn_with_state(
@@ -64,6 +66,7 @@ pub async fn serve(
     let gateway = state.gateway.clone();
     let settler = state.settler.clone();
     let settling = settler.spawn(std::time::Duration::from_secs(state.config.settle_interval_secs));
+    let housekeeping = oauth::spawn_housekeeping(&state);
     let limits = listen::Limits {
         header_read: std::time::Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
         max_connections: state.config.max_connections,
@@ -74,6 +77,7 @@ pub async fn serve(
     usage.flush().await;
     // Leave nothing captured behind that could be settled now (after the periodic round stops:
     // two rounds must never overlap).
+    housekeeping.abort();
     settling.abort();
     let _ = settling.await;
     settler.settle_once().await;

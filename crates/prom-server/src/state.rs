@@ -50,6 +50,10 @@ pub struct Shared {
     pub passwords: Arc<PasswordHasherArgon2>,
     pub pool: HashingPool,
     pub login_throttle: Arc<ClientThrottle>,
+    /// Dynamic client registrations per client address (anyone may register).
+    pub oauth_clients_throttle: ClientThrottle,
+    /// Client ID metadata documents fetched recently.
+    pub oauth_documents: crate::oauth::ClientCache,
     pub usage: UsageRecorder,
     pub services: Arc<ServiceDirectory>,
     pub gateway: Arc<Gateway>,
@@ -153,6 +157,8 @@ impl AppState {
             passwords,
             pool,
             login_throttle,
+            oauth_clients_throttle: ClientThrottle::new(20, 0.1),
+            oauth_documents: crate::oauth::ClientCache::default(),
             usage,
             services: services.clone(),
             gateway,

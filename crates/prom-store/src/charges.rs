@@ -15,11 +15,13 @@ use prom_core::charge::{
     ResolvedCharge,
 };
 use prom_core::id::TenantId;
+use prom_core::limit::SpendLimit;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
 use prom_core::store::{ChargeStore, StoreError, StoreResult};
 use prom_core::time::Timestamp;
 
+use crate::limits::{insert_limit, lock_and_read_limit, spent_amounts, write_limit};
 use crate::{SqlStore, db_err, with_read, with_write};
 
 #[derive(sqlx::FromRow)]
@@ -74,6 +76,7 @@ struct ChargeRow {
     id: String,
     tenant_id: String,
     service: String,
+    key_id: String,
     amount: String,
 }
 
@@ -267,7 +270,7 @@ impl ChargeStore for SqlStore {
             let mut tx = pool.begin().await.map_err(db_err)?;
 
             // The held charges that captures and releases refer to.
-            let mut held: BTreeMap<String, (TenantId, ServiceSlug, Amount)> = BTreeMap::new();
+            let mut held: BTreeMap<String, (TenantId, ServiceSlug, String, Amount)> = BTreeMap::new();
             let resolving: Vec<&str> = ops
                 .iter()
                 .filter_map(|op| match op {
@@ -277,7 +280,7 @@ impl ChargeStore for SqlStore {
                 .collect();
             for chunk in resolving.chunks(ROWS_PER_STATEMENT) {
                 let mut select = sqlx::QueryBuilder::new(
-                    "SELECT id, tenant_id, service, amount FROM charges WHERE state = 'held' AND id IN (",
+                    "SELECT id, tenant_id, service, key_id, amount FROM charges WHERE state = 'held' AND id IN (",
                 );
                 let mut ids = select.separated(", ");
                 for id in chunk {
@@ -286,7 +289,12 @@ impl ChargeStore for SqlStore {
                 select.push(")");
                 let rows: Vec<ChargeRow> = select.build_query_as().fetch_all(&mut *tx).await.map_err(db_err)?;
                 for row in rows {
-                    let charge = (TenantId::from_trusted(row.tenant_id), ServiceSlug::from_trusted(row.service), amount(&row.amount)?);
+                    let charge = (
+                        TenantId::from_trusted(row.tenant_id),
+                        ServiceSlug::from_trusted(row.service),
+                        row.key_id,
+                        amount(&row.amount)?,
+                    );
                     held.insert(row.id, charge);
                 }
             }
@@ -298,7 +306,7 @@ impl ChargeStore for SqlStore {
                     ChargeOp::Reserve(new) => Some((new.tenant_id.clone(), new.service.clone())),
                     _ => None,
                 })
-                .chain(held.values().map(|(tenant, service, _)| (tenant.clone(), service.clone())))
+                .chain(held.values().map(|(tenant, service, _, _)| (tenant.clone(), service.clone())))
                 .collect();
             keys.sort();
             keys.dedup();
@@ -311,6 +319,33 @@ impl ChargeStore for SqlStore {
                 };
                 budgets.insert((tenant, service), budget);
             }
+
+            // The spend limits of the credentials involved, locked after the budgets, in key order.
+            let capped: Vec<&str> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    ChargeOp::Reserve(new) if new.cap.is_some() => Some(new.key_id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let mut limit_keys: Vec<&str> =
+                capped.iter().copied().chain(held.values().map(|(_, _, key, _)| key.as_str())).collect();
+            limit_keys.sort_unstable();
+            limit_keys.dedup();
+            let mut limits: BTreeMap<String, SpendLimit> = BTreeMap::new();
+            for key in limit_keys {
+                let mut row = lock_and_read_limit!(&mut *tx, key)?;
+                if row.is_none() && capped.contains(&key) {
+                    let spent = crate::limits::sum(&spent_amounts!(&mut *tx, key)?)?;
+                    insert_limit!(&mut *tx, key, spent)?;
+                    row = lock_and_read_limit!(&mut *tx, key)?;
+                }
+                if let Some(row) = row {
+                    let (held_amount, spent) = crate::limits::parse(&row)?;
+                    limits.insert(key.to_owned(), SpendLimit { cap: Amount::ZERO, held: held_amount, spent });
+                }
+            }
+            let mut limits_changed: Vec<String> = Vec::new();
 
             // The operations, in order, in memory.
             let mut results = Vec::with_capacity(ops.len());
@@ -330,9 +365,25 @@ impl ChargeStore for SqlStore {
                             results.push(ChargeOpResult::PriceNotApproved);
                             continue;
                         };
+                        let mut limit = None;
+                        if let Some(cap) = new.cap {
+                            let Some(found) = limits.get_mut(new.key_id.as_str()) else {
+                                return Err(StoreError::Corrupt(format!("no spend limit row for {}", new.key_id)));
+                            };
+                            found.cap = cap;
+                            if !found.fits(price) {
+                                results.push(ChargeOpResult::CapReached { cap, available: found.available() });
+                                continue;
+                            }
+                            limit = Some(found);
+                        }
                         match budget.hold(price, at, margins).map_err(corrupt)? {
                             HoldOutcome::Refused { available, expiring } => ChargeOpResult::Refused { available, expiring },
                             HoldOutcome::Held => {
+                                if let Some(limit) = limit {
+                                    limit.hold(price).map_err(corrupt)?;
+                                    limits_changed.push(new.key_id.to_string());
+                                }
                                 holds.push(NewCharge { amount: price, ..new.clone() });
                                 changed.push(key);
                                 ChargeOpResult::Held
@@ -341,14 +392,19 @@ impl ChargeStore for SqlStore {
                     }
                     ChargeOp::Capture(id) | ChargeOp::Release(id) => match held.remove(id.as_str()) {
                         None => ChargeOpResult::NotHeld,
-                        Some((tenant, service, charged)) => {
+                        Some((tenant, service, key_id, charged)) => {
                             let key = (tenant, service);
                             let budget = budgets
                                 .get_mut(&key)
                                 .ok_or_else(|| StoreError::Corrupt(format!("charge {id} has no budget")))?;
                             let capture = matches!(op, ChargeOp::Capture(_));
                             changed.push(key);
-                            match budget.end_hold(charged, capture, at, margins).map_err(corrupt)? {
+                            let ended = budget.end_hold(charged, capture, at, margins).map_err(corrupt)?;
+                            if let Some(limit) = limits.get_mut(&key_id) {
+                                limit.end_hold(charged, ended == HoldEnd::Captured).map_err(corrupt)?;
+                                limits_changed.push(key_id);
+                            }
+                            match ended {
                                 HoldEnd::Captured => {
                                     captured.push(id.as_str());
                                     ChargeOpResult::Done
@@ -404,6 +460,13 @@ impl ChargeStore for SqlStore {
             for key in changed {
                 if let Some(budget) = budgets.get(&key) {
                     write_budget_totals!(&mut *tx, budget, at)?;
+                }
+            }
+            limits_changed.sort_unstable();
+            limits_changed.dedup();
+            for key in &limits_changed {
+                if let Some(limit) = limits.get(key) {
+                    write_limit!(&mut *tx, key.as_str(), limit)?;
                 }
             }
             tx.commit().await.map_err(db_err)?;

@@ -4,7 +4,8 @@
 //!
 //! A credential arrives in `x-api-key` or in `Authorization: Bearer …`. API keys
 //! (`prom_live_…`/`prom_test_…`) are checked by the [`verifier::KeyVerifier`]; sign-in session
-//! tokens (`prom_sess_…`) by a digest lookup. Whatever tenant ids a request carries in headers,
+//! tokens (`prom_sess_…`) by a digest lookup; OAuth access tokens (`prom_at_…`) by the same
+//! verifier as keys (`verifier/tokens.rs`). Whatever tenant ids a request carries in headers,
 //! paths or bodies, the tenant always comes from the credential.
 
 pub mod pool;
@@ -20,6 +21,7 @@ use axum::http::{HeaderMap, header};
 use prom_core::access::{Role, Scope};
 use prom_core::audit::{Actor, AuditContext};
 use prom_core::id::TenantId;
+use prom_core::oauth::ACCESS_PREFIX;
 use prom_core::session::{SESSION_PREFIX, SessionToken};
 use prom_core::store::SessionRecord;
 use prom_core::time::Timestamp;
@@ -176,6 +178,9 @@ impl FromRequestParts<AppState> for Principal {
             return authenticate_session(state, raw).await.map(Principal::User);
         }
         let client = ClientMeta::from_parts(parts).ip;
+        if raw.starts_with(ACCESS_PREFIX) {
+            return state.verifier.verify_token(raw, client).await.map(Principal::Agent);
+        }
         state.verifier.verify(raw, client).await.map(Principal::Agent)
     }
 }

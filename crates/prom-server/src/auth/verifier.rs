@@ -23,17 +23,23 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use prom_core::access::Scope;
-use prom_core::id::{KeyId, TenantId};
+use prom_core::id::{GrantId, KeyId, TenantId};
+use prom_core::money::Amount;
+use prom_core::service::ServiceSlug;
 use prom_core::kdf::{KeyDigest, KeyHasher};
 use prom_core::key::{Environment, PlainKey};
 use prom_core::store::{KeyRecord, KeyStatus, Store};
 use prom_core::time::Timestamp;
 use prom_core::user::Label;
 
+use prom_core::oauth::TokenDigest;
+
 use super::pool::{HashingPool, Lane, PoolError};
 use super::throttle::{ClientThrottle, SharedBudget};
 use crate::error::ApiError;
 use crate::usage::UsageRecorder;
+
+mod tokens;
 
 /// How long a refused key is remembered as refused.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
@@ -51,6 +57,18 @@ pub struct AgentPrincipal {
     pub environment: Environment,
     pub scopes: Vec<Scope>,
     pub display: String,
+    /// Set for an OAuth access token: the grant it was issued under, bound to one service.
+    pub grant: Option<GrantBinding>,
+}
+
+/// What an OAuth access token carries beyond a key: the one service it may call and the grant's
+/// spend cap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantBinding {
+    pub id: GrantId,
+    pub service: ServiceSlug,
+    pub spend_cap: Amount,
+    pub client_name: String,
 }
 
 impl AgentPrincipal {
@@ -62,7 +80,13 @@ impl AgentPrincipal {
             environment: record.environment,
             scopes: record.scopes.clone(),
             display: record.display(),
+            grant: None,
         }
+    }
+
+    /// The spend cap that bounds this credential's calls beyond the allowance.
+    pub fn spend_cap(&self) -> Option<Amount> {
+        self.grant.as_ref().map(|grant| grant.spend_cap)
     }
 }
 
@@ -75,10 +99,18 @@ struct Refusal {
     message: Arc<str>,
 }
 
+/// How a cached credential is read again: a key by its Argon2 digest, an OAuth access token by
+/// its SHA-256 digest.
+#[derive(Clone, Debug)]
+enum Source {
+    Key(KeyDigest),
+    Token(TokenDigest),
+}
+
 #[derive(Debug)]
 struct CachedKey {
     principal: Arc<AgentPrincipal>,
-    digest: KeyDigest,
+    source: Source,
     expires_at: Option<Timestamp>,
     checked_at: Instant,
     last_noted_ms: AtomicI64,
@@ -206,9 +238,11 @@ impl KeyVerifier {
             None => return Ok(None),
             Some(entry) => {
                 if let Some(at) = entry.expires_at.filter(|at| *at <= now) {
+                    let token = matches!(entry.source, Source::Token(_));
                     drop(entry);
                     self.cache.remove(cache_key);
-                    return Err(self.refuse(*cache_key, expired(at)));
+                    let err = if token { tokens::expired_token() } else { expired(at) };
+                    return Err(self.refuse(*cache_key, err));
                 }
                 if entry.checked_at.elapsed() < self.settings.revalidate_after {
                     let last = entry.last_noted_ms.load(Ordering::Relaxed);
@@ -219,7 +253,7 @@ impl KeyVerifier {
                     self.stats.warm_hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(entry.principal.clone()));
                 }
-                (entry.principal.clone(), entry.digest.clone())
+                (entry.principal.clone(), entry.source.clone())
             }
         };
         // Stale: re-read the key's state by digest (no Argon2 needed). The entry stays in place
@@ -227,6 +261,10 @@ impl KeyVerifier {
         // instead of falling through to the cold path and queueing on the Argon2 pool.
         self.stats.revalidations.fetch_add(1, Ordering::Relaxed);
         let read_started = Instant::now();
+        let stale_digest = match stale_digest {
+            Source::Key(digest) => digest,
+            Source::Token(digest) => return self.revalidate_token(digest, cache_key, now, read_started).await,
+        };
         let record = self.store.find_key_by_digest(&stale_digest).await?;
         match record {
             Some(record) if record.id == principal.key_id => {
@@ -329,24 +367,39 @@ impl KeyVerifier {
             KeyStatus::Expired => return Err(expired(record.expires_at.unwrap_or(now))),
         }
         let principal = Arc::new(AgentPrincipal::from_record(record));
-        self.usage.record(record.id.clone(), now);
-        let changed_since_read = self.tombstones.get(&record.id).is_some_and(|at| *at >= read_started);
-        if !changed_since_read {
-            if self.cache.len() >= self.settings.max_entries {
-                self.evict_some();
-            }
-            self.cache.insert(
-                cache_key,
-                CachedKey {
-                    principal: principal.clone(),
-                    digest,
-                    expires_at: record.expires_at,
-                    checked_at: Instant::now(),
-                    last_noted_ms: AtomicI64::new(now.as_millis()),
-                },
-            );
-        }
+        self.remember(principal.clone(), Source::Key(digest), record.expires_at, cache_key, now, read_started);
         Ok(principal)
+    }
+
+    /// Notes the use of a just-read credential and caches it, unless a change to it was announced
+    /// after `read_started` (the read may predate that change).
+    fn remember(
+        &self,
+        principal: Arc<AgentPrincipal>,
+        source: Source,
+        expires_at: Option<Timestamp>,
+        cache_key: CacheKey,
+        now: Timestamp,
+        read_started: Instant,
+    ) {
+        self.usage.record(principal.key_id.clone(), now);
+        let changed_since_read = self.tombstones.get(&principal.key_id).is_some_and(|at| *at >= read_started);
+        if changed_since_read {
+            return;
+        }
+        if self.cache.len() >= self.settings.max_entries {
+            self.evict_some();
+        }
+        self.cache.insert(
+            cache_key,
+            CachedKey {
+                principal,
+                source,
+                expires_at,
+                checked_at: Instant::now(),
+                last_noted_ms: AtomicI64::new(now.as_millis()),
+            },
+        );
     }
 
     /// Remembers a refusal (unknown, revoked, deleted, expired: states that never change back).

@@ -11,6 +11,7 @@
 //! `HttpOnly` `SameSite=Lax` cookies and a CSRF token on every state-changing form
 //! ([`viewer::Posted`]).
 
+pub mod apps;
 mod assets;
 pub mod audit;
 mod chart;
@@ -32,7 +33,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-pub use self::page::{Chrome, Nav, PageError, render};
+pub use self::page::{Chrome, Nav, PageError, render, render_status};
 pub use self::setup::SetupLink;
 pub use self::viewer::{Posted, Viewer};
 use crate::state::AppState;
@@ -51,6 +52,8 @@ pub fn router() -> Router<AppState> {
         .merge(usage::routes())
         .merge(audit::routes())
         .merge(members::routes())
+        .merge(apps::routes())
+        .merge(crate::oauth::consent::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -70,7 +73,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
     let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
-    set(headers, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    // A page may widen the policy for itself (the consent page's form is redirected to the app).
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(headers, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    }
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::REFERRER_POLICY, "same-origin");

@@ -19,6 +19,7 @@ pub enum Nav {
     Usage,
     Audit,
     Members,
+    Apps,
     None,
 }
 
@@ -32,6 +33,7 @@ impl Nav {
             Self::Usage => "usage",
             Self::Audit => "audit",
             Self::Members => "members",
+            Self::Apps => "apps",
             Self::None => "",
         }
     }

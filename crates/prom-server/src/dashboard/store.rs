@@ -8,6 +8,8 @@
 
 mod service;
 
+pub(crate) use self::service::parse_amount;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! allowance cannot cover is answered here with `ALLOWANCE_EXCEEDED`.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use prom_core::charge::{ChargeOp, ChargeOpResult, NewCharge};
@@ -113,6 +113,7 @@ pub async fn read_message(
         tool: envelope.tool().unwrap_or_default().to_owned(),
         amount: price,
         at: Timestamp::now(),
+        cap: agent.spend_cap(),
     };
     let charge_id = charge.id.clone();
     match state.charges.apply(ChargeOp::Reserve(charge)).await {
@@ -121,6 +122,10 @@ pub async fn read_message(
             watch.finish(Outcome::AllowanceExceeded);
             let refusal = Refusal { price, available, expiring };
             return Ok(Err(allowance_exceeded(state, service, headers, Some(id), refusal)));
+        }
+        Ok(ChargeOpResult::CapReached { cap, available }) => {
+            watch.finish(Outcome::AllowanceExceeded);
+            return Ok(Err(cap_reached(state, headers, agent, Some(id), price, cap, available)));
         }
         Ok(ChargeOpResult::PriceNotApproved) => {
             watch.finish(Outcome::AllowanceExceeded);
@@ -185,16 +190,14 @@ fn cancel_by_upstream_id(state: &AppState, scope: &CallScope, envelope: &Envelop
     }
 }
 
+/// This server's base URL as the agent reaches it.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    crate::oauth::base_url(state, headers)
+}
+
 /// Where the agent's person manages the allowance for `service`.
 fn manage_url(state: &AppState, service: &ServiceRecord, headers: &HeaderMap) -> String {
-    let base = match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
-            format!("http://{host}")
-        }
-    };
-    format!("{base}/app/store/{}", service.slug)
+    format!("{}/app/store/{}", base_url(state, headers), service.slug)
 }
 
 /// The answer to a paid call whose tool now costs more than the tenant's approval covers (or was
@@ -221,6 +224,39 @@ fn price_not_approved(
         "tool": tool,
         "price": price.to_string(),
         "manage_url": manage_url,
+    });
+    allowance_error(id, message, data)
+}
+
+/// The answer to a paid call past the spend cap its person set when they connected the agent
+/// (an OAuth grant): the allowance may still have room, but this agent may not spend it.
+fn cap_reached(
+    state: &AppState,
+    headers: &HeaderMap,
+    agent: &AgentPrincipal,
+    id: Option<&Value>,
+    price: Amount,
+    cap: Amount,
+    available: Amount,
+) -> Response {
+    let apps_url = format!("{}/app/apps", base_url(state, headers));
+    let (client, grant) = agent
+        .grant
+        .as_ref()
+        .map_or(("this agent".to_owned(), String::new()), |g| (g.client_name.clone(), g.id.to_string()));
+    let message = format!(
+        "ALLOWANCE_EXCEEDED: this call costs {price} but the spend cap of {cap} that was set when {client} was \
+         connected (grant {grant}) has only {available} left; connect it again with a higher cap (the connected \
+         app is at {apps_url})"
+    );
+    let data = json!({
+        "code": "ALLOWANCE_EXCEEDED",
+        "reason": "grant_cap_reached",
+        "grant": grant,
+        "cap": cap.to_string(),
+        "price": price.to_string(),
+        "available": available.to_string(),
+        "manage_url": apps_url,
     });
     allowance_error(id, message, data)
 }

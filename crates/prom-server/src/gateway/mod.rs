@@ -102,6 +102,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The egress-checked HTTP client (no proxy, no redirects, refused addresses never dialled).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Self, GatewayError> {
         let egress = Arc::new(EgressPolicy::new(&config.egress)?);
         let lookup = Lookup::default();
@@ -230,10 +235,23 @@ async fn serve(state: &AppState, slug: &str, request: Request) -> Result<Respons
     let gateway = &state.gateway;
     let (mut parts, body) = request.into_parts();
     gateway.check_origin(&parts.headers)?;
-    let principal = Principal::from_request_parts(&mut parts, state).await?;
+    let principal = match Principal::from_request_parts(&mut parts, state).await {
+        Ok(principal) => principal,
+        // No credential at all: point an interactive client at the authorization server.
+        Err(ApiError::TokenMissing) => return Ok(crate::oauth::challenge(state, &parts.headers, slug)),
+        Err(err) => return Err(err),
+    };
     let agent = principal.require_scope(Scope::AgentConnect)?.clone();
     let not_found = || ApiError::NotFound(format!("no service named {slug:?}; list services with GET /v1/services"));
     let slug = ServiceSlug::parse(slug).map_err(|_| not_found())?;
+    if let Some(grant) = &agent.grant
+        && grant.service != slug
+    {
+        return Err(ApiError::TokenInvalid(format!(
+            "this access token was issued for the service {} only; connect the agent to {slug} to get one for it",
+            grant.service
+        )));
+    }
     let service = state.services.get(&slug).await?.ok_or_else(not_found)?;
     let session = session_of(&parts.headers)?;
     if let Some(session) = &session

@@ -24,7 +24,8 @@ use prom_core::charge::{
     Budget, ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, HoldEnd, HoldOutcome, MoneyError, NewCharge,
     ResolvedCharge,
 };
-use prom_core::id::{ChargeId, TenantId};
+use prom_core::id::{ChargeId, KeyId, TenantId};
+use prom_core::limit::SpendLimit;
 use prom_core::money::Amount;
 use prom_core::service::ServiceSlug;
 use prom_core::store::{Store, StoreError};
@@ -108,7 +109,8 @@ impl ChargeBook {
             (ChargeOp::Reserve(charge), Some(state)) => {
                 let mut book = lock(state);
                 let key = (charge.tenant_id.clone(), charge.service.clone());
-                if book.budgets.contains_key(&key) {
+                let limit_loaded = charge.cap.is_none() || book.limits.contains_key(&charge.key_id);
+                if limit_loaded && book.budgets.contains_key(&key) {
                     return book.reserve(&key, charge, Timestamp::now(), self.0.margins).map_err(ChargeError::Store);
                 }
                 // Not loaded yet: the task reads it from the store first.
@@ -287,6 +289,9 @@ struct BookState {
     /// Budgets loaded so far; `held` is the sum of the holds below, the rest mirrors the row.
     budgets: HashMap<BudgetKey, Budget>,
     holds: HashMap<ChargeId, NewCharge>,
+    /// The spend limits of capped credentials loaded so far (see [`prom_core::limit`]): `held`
+    /// is the sum of their holds above, `spent` what their captures came to.
+    limits: HashMap<KeyId, SpendLimit>,
 }
 
 impl BookState {
@@ -306,9 +311,24 @@ impl BookState {
             return Ok(ChargeOpResult::PriceNotApproved);
         };
         charge.amount = price;
+        // The cap first: a hold is placed on both, or on neither.
+        let mut limit = None;
+        if let Some(cap) = charge.cap {
+            let Some(found) = self.limits.get_mut(&charge.key_id) else {
+                return Err(Arc::new(StoreError::Corrupt("a hold under a spend limit that is not loaded".into())));
+            };
+            found.cap = cap;
+            if !found.fits(price) {
+                return Ok(ChargeOpResult::CapReached { cap, available: found.available() });
+            }
+            limit = Some(found);
+        }
         match budget.hold(charge.amount, now, margins).map_err(corrupt)? {
             HoldOutcome::Refused { available, expiring } => Ok(ChargeOpResult::Refused { available, expiring }),
             HoldOutcome::Held => {
+                if let Some(limit) = limit {
+                    limit.hold(price).map_err(corrupt)?;
+                }
                 self.holds.insert(charge.id.clone(), charge);
                 Ok(ChargeOpResult::Held)
             }
@@ -487,6 +507,16 @@ impl MemoryBook {
         Ok(())
     }
 
+    /// A credential's spend limit, its spending read from the store the first time (journaled
+    /// charges included). Only this task loads limits, and no hold exists under one not loaded.
+    async fn load_limit(&mut self, key: &KeyId, cap: Amount) -> Result<(), Arc<StoreError>> {
+        if !lock(&self.state).limits.contains_key(key) {
+            let spent = self.store.spent_by_key(key).await.map_err(Arc::new)?;
+            lock(&self.state).limits.entry(key.clone()).or_insert(SpendLimit::new(cap, spent));
+        }
+        Ok(())
+    }
+
     /// Reads the budget's row again (never while a batch is being written), keeping the holds in
     /// memory and adding the captures not yet written. While the row is read the budget is taken
     /// out of the shared state, so a hold asked for meanwhile queues for this task and is decided
@@ -519,6 +549,9 @@ impl MemoryBook {
     async fn reserve(&mut self, charge: NewCharge, now: Timestamp) -> Result<ChargeOpResult, Arc<StoreError>> {
         let key = (charge.tenant_id.clone(), charge.service.clone());
         self.load(&key).await?;
+        if let Some(cap) = charge.cap {
+            self.load_limit(&charge.key_id, cap).await?;
+        }
         lock(&self.state).reserve(&key, charge, now, self.margins)
     }
 
@@ -542,10 +575,19 @@ impl MemoryBook {
             return;
         };
         let key = (charge.tenant_id.clone(), charge.service.clone());
-        let ended = match book.budgets.get_mut(&key) {
+        let mut ended = match book.budgets.get_mut(&key) {
             Some(budget) => budget.end_hold(charge.amount, state == ChargeState::Captured, now, self.margins),
             None => Err(MoneyError("a hold's budget is not loaded")),
         };
+        if charge.cap.is_some()
+            && let Ok(end) = ended
+        {
+            let limit_ended = match book.limits.get_mut(&charge.key_id) {
+                Some(limit) => limit.end_hold(charge.amount, end == HoldEnd::Captured),
+                None => Err(MoneyError("a hold's spend limit is not loaded")),
+            };
+            ended = limit_ended.map(|()| end);
+        }
         drop(book);
         let (state, expired) = match ended {
             Ok(HoldEnd::Captured) => (ChargeState::Captured, false),
@@ -627,6 +669,12 @@ impl MemoryBook {
                         let key = (ended.charge.tenant_id.clone(), ended.charge.service.clone());
                         if let Some(budget) = book.budgets.get_mut(&key)
                             && let Err(err) = budget.remove_unsettled(ended.charge.amount)
+                        {
+                            tracing::error!(error = %err, "a capture that was not written cannot be taken back");
+                        }
+                        if ended.charge.cap.is_some()
+                            && let Some(limit) = book.limits.get_mut(&ended.charge.key_id)
+                            && let Err(err) = limit.take_back(ended.charge.amount)
                         {
                             tracing::error!(error = %err, "a capture that was not written cannot be taken back");
                         }

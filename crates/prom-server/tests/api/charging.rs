@@ -278,6 +278,7 @@ async fn a_backlog_settles_in_one_round_as_bounded_batches() {
                 tool: "echo".into(),
                 amount: Amount::new(1),
                 at: now,
+                cap: None,
             },
             state: ChargeState::Captured,
             resolved_at: now,
@@ -443,6 +444,7 @@ async fn holds_of_calls_that_died_with_the_process_are_released_at_start() {
         tool: "echo".into(),
         amount: Amount::new(PRICE),
         at: Timestamp::now(),
+        cap: None,
     };
     let placed = app
         .state

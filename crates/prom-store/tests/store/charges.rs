@@ -27,6 +27,7 @@ fn hold(tenant: &prom_core::id::TenantId, key: &KeyId, amount: u128) -> NewCharg
         tool: "search".into(),
         amount: Amount::new(amount),
         at: t0(),
+        cap: None,
     }
 }
 

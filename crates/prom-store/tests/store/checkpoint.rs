@@ -235,6 +235,7 @@ fn ended(tenant: &TenantId, service: &ServiceSlug, key: &KeyId, amount: u128, st
         tool: "fortune".into(),
         amount: Amount::new(amount),
         at: Timestamp::now(),
+        cap: None,
     };
     ResolvedCharge { charge, state, resolved_at: Timestamp::now() }
 }

@@ -38,6 +38,7 @@ fn new_charge(key: &KeyRecord, service: &str, amount: u128, at: Timestamp) -> Ne
         tool: "search".into(),
         amount: Amount::new(amount),
         at,
+        cap: None,
     }
 }
 

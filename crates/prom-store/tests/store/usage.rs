@@ -54,6 +54,7 @@ async fn charge(store: &SqlStore, key: &KeyRecord, service: &str, tool: &str, am
         tool: tool.to_owned(),
         amount: Amount::new(amount),
         at,
+        cap: None,
     };
     let held = store.apply_charges(&[ChargeOp::Reserve(hold)], at, ExpiryMargins::NONE).await.unwrap();
     assert_eq!(held, [ChargeOpResult::Held]);

@@ -32,6 +32,7 @@ async fn two_budgets_share_one_wallet_and_a_stale_read_writes_nothing(store: Sql
         tool: "search".into(),
         amount: Amount::new(30),
         at: t0(),
+        cap: None,
     };
     // A budget never cut has no room: the first slice is 0.
     let refused = store.apply_charges(&[ChargeOp::Reserve(held.clone())], t0(), ExpiryMargins::NONE).await.unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use prom_core::access::Role;
 use prom_core::money::Amount;
@@ -80,13 +80,7 @@ struct ServicePage {
 
 /// Where people and agents reach this server: the configured public URL, else this request's host.
 fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
-            format!("http://{host}")
-        }
-    }
+    crate::oauth::base_url(state, headers)
 }
 
 /// The three ways to connect: an MCP host's `mcpServers` entry, curl, the TypeScript SDK.
@@ -283,7 +277,7 @@ pub struct AllowanceFields {
 }
 
 /// The amount typed, in the token's smallest unit (separators allowed).
-fn parse_amount(raw: &str) -> Result<Amount, ApiError> {
+pub(crate) fn parse_amount(raw: &str) -> Result<Amount, ApiError> {
     let digits: String = raw.chars().filter(|c| !matches!(c, ',' | '_' | ' ' | '\u{202f}')).collect();
     if digits.is_empty() {
         return Err(ApiError::InvalidRequest(
