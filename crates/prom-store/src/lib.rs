@@ -18,6 +18,7 @@ mod journal;
 mod keys;
 mod ledger;
 mod members;
+mod oauth;
 mod password_links;
 mod rows;
 mod services;
