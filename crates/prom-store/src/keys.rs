@@ -52,7 +52,8 @@ macro_rules! insert_key {
 macro_rules! select_tenant_key {
     ($executor:expr, $tenant:expr, $id:expr) => {{
         let row: Option<KeyRow> = sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL AND kind = 'key'"
+            "SELECT {KEY_COLUMNS} FROM api_keys \
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL AND kind = 'key'"
         ))
         .bind($tenant.as_str())
         .bind($id.as_str())

@@ -45,8 +45,8 @@ pub(super) async fn get_client(store: &SqlStore, id: &str) -> StoreResult<Option
 }
 
 pub(super) async fn purge_unused_clients(store: &SqlStore, before: Timestamp) -> StoreResult<u64> {
-    // The source (`ClientSource::Registered`) is spelled out, not bound, so that the partial index of unused registrations
-    // (migration 0021) matches the query.
+    // The source (`ClientSource::Registered`) is spelled out, not bound, so that the partial index
+    // of unused registrations (migration 0021) matches the query.
     let purged = with_write!(store, pool => {
         sqlx::query(
             "DELETE FROM oauth_clients WHERE source = 'registered' AND last_used_at IS NULL AND created_at < $1",

@@ -78,7 +78,8 @@ macro_rules! revoke_member_grants {
         .map_err($crate::db_err)?;
         for (id, client_id, client_name, service) in grants {
             if $crate::oauth::grants::revoke_grant_rows!($tx, &id, at.as_millis()) {
-                let details = serde_json::json!({ "client_id": client_id, "service": service, "reason": "member_removed" });
+                let details =
+                    serde_json::json!({ "client_id": client_id, "service": service, "reason": "member_removed" });
                 let id = prom_core::id::GrantId::from_trusted(id);
                 let event = $crate::oauth::grants::grant_event(
                     prom_core::audit::AuditAction::OAuthRevoke, tenant, &id, &client_name, at, ctx, details,
@@ -177,7 +178,8 @@ pub(super) async fn create_grant(
         // The environment of a grant's row is never used to verify anything; it is `live`
         // because the grant spends real allowances.
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, label, environment, digest, last4, scopes, created_by, created_at, kind) \
+            "INSERT INTO api_keys \
+                 (id, tenant_id, label, environment, digest, last4, scopes, created_by, created_at, kind) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'grant')",
         )
         .bind(grant.key_id.as_str())
@@ -213,7 +215,8 @@ pub(super) async fn create_grant(
         .await
         .map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO oauth_codes (digest, grant_id, client_id, redirect_uri, code_challenge, created_at, expires_at) \
+            "INSERT INTO oauth_codes \
+                 (digest, grant_id, client_id, redirect_uri, code_challenge, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&code.digest.0[..])

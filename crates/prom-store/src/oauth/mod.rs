@@ -18,10 +18,11 @@ use prom_core::oauth::{
     CodeRecord, GrantRecord, GrantView, NewCode, NewGrant, NewToken, OAuthClient, OAuthStore, RevokeReason,
     TokenDigest, TokenRecord,
 };
-use prom_core::store::StoreResult;
+use prom_core::store::{KeyRecord, StoreResult};
 use prom_core::time::Timestamp;
 
-use crate::SqlStore;
+use crate::rows::{KEY_COLUMNS, KeyRow};
+use crate::{SqlStore, db_err, with_read};
 
 #[async_trait]
 impl OAuthStore for SqlStore {
@@ -97,5 +98,23 @@ impl OAuthStore for SqlStore {
 
     async fn spent_by_key(&self, key: &KeyId) -> StoreResult<Amount> {
         grants::spent_by_key(self, key).await
+    }
+}
+
+impl SqlStore {
+    /// The credential row of a grant as the keys table holds it, which no `KeyStore` read returns
+    /// (for tests of what a grant writes there).
+    #[doc(hidden)]
+    pub async fn grant_credential(&self, grant: &GrantId) -> StoreResult<Option<KeyRecord>> {
+        let row: Option<KeyRow> = with_read!(self, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = (SELECT key_id FROM oauth_grants WHERE id = $1)"
+            ))
+            .bind(grant.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?
+        });
+        row.map(KeyRecord::try_from).transpose()
     }
 }

@@ -10,7 +10,7 @@ use prom_core::time::Timestamp;
 use serde_json::json;
 
 use super::grants::grant_event;
-use super::rows::{CODE_COLUMNS, CodeRow, GRANT_COLUMNS, GRANT_FROM, TOKEN_COLUMNS, TokenRow};
+use super::rows::{CODE_COLUMNS, CodeRow, GRANT_COLUMNS, TOKEN_COLUMNS, TokenRow};
 use crate::audit::insert_audit;
 use crate::{SqlStore, db_err, with_read, with_write};
 
@@ -62,8 +62,8 @@ fn check_tokens(grant: &str, tokens: &[NewToken]) -> StoreResult<()> {
 pub(super) async fn find_code(store: &SqlStore, digest: &TokenDigest) -> StoreResult<Option<CodeRecord>> {
     let row: Option<CodeRow> = with_read!(store, pool => {
         sqlx::query_as(&format!(
-            "SELECT {GRANT_COLUMNS}, {CODE_COLUMNS} FROM oauth_codes c JOIN {GRANT_FROM} ON g.id = c.grant_id \
-             WHERE c.digest = $1"
+            "SELECT {GRANT_COLUMNS}, {CODE_COLUMNS} FROM oauth_codes c \
+             JOIN oauth_grants g ON g.id = c.grant_id JOIN api_keys k ON k.id = g.key_id WHERE c.digest = $1"
         ))
         .bind(&digest.0[..])
         .fetch_optional(pool)
@@ -104,8 +104,8 @@ pub(super) async fn redeem_code(
 pub(super) async fn find_token(store: &SqlStore, digest: &TokenDigest) -> StoreResult<Option<TokenRecord>> {
     let row: Option<TokenRow> = with_read!(store, pool => {
         sqlx::query_as(&format!(
-            "SELECT {GRANT_COLUMNS}, {TOKEN_COLUMNS} FROM oauth_tokens t JOIN {GRANT_FROM} ON g.id = t.grant_id \
-             WHERE t.digest = $1"
+            "SELECT {GRANT_COLUMNS}, {TOKEN_COLUMNS} FROM oauth_tokens t \
+             JOIN oauth_grants g ON g.id = t.grant_id JOIN api_keys k ON k.id = g.key_id WHERE t.digest = $1"
         ))
         .bind(&digest.0[..])
         .fetch_optional(pool)
