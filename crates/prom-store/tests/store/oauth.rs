@@ -268,6 +268,7 @@ async fn charge(store: &SqlStore, owner: &Owner, key: &KeyId, amount: u128, end:
         tool: "search".into(),
         amount: Amount::new(amount),
         at: t0(),
+        cap: None,
     };
     if let End::Journaled = end {
         let resolved = ResolvedCharge { charge, state: ChargeState::Captured, resolved_at: t0() };
