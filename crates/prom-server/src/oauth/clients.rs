@@ -88,7 +88,8 @@ impl ClientMetadata {
             ));
         }
         for uri in &self.redirect_uris {
-            check_redirect_uri(uri).map_err(|why| OAuthError::new("invalid_redirect_uri", format!("{uri:?}: {why}")))?;
+            check_redirect_uri(uri)
+                .map_err(|why| OAuthError::new("invalid_redirect_uri", format!("{uri:?}: {why}")))?;
         }
         let name = self.client_name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Unnamed client");
         if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {

@@ -53,7 +53,11 @@ pub async fn paid_service(app: &TestApp, owner: &TestUser, slug: &str) {
     register_priced(app, owner, slug, &url, &[("echo", PRICE)]).await;
     let tenant = prom_core::id::TenantId::from_trusted(owner.tenant_id.clone());
     let slug = ServiceSlug::parse(slug).expect("slug");
-    app.state.store.set_approved(&tenant, &slug, Amount::new(1_000_000), None, None, None, None).await.expect("approve");
+    app.state
+        .store
+        .set_approved(&tenant, &slug, Amount::new(1_000_000), None, None, None, None)
+        .await
+        .expect("approve");
     app.state.charges.reload(&tenant, &slug).await.expect("refresh");
 }
 
@@ -102,9 +106,16 @@ pub async fn consent(app: &TestApp, user: &TestUser, query: &str, cap: &str, dec
     assert_eq!(page.status, StatusCode::OK, "{}", page.html);
     let csrf = page.csrf().expect("csrf");
     let mut fields: Vec<(String, String)> = vec![("csrf".into(), csrf)];
-    for name in
-        ["response_type", "client_id", "redirect_uri", "code_challenge", "code_challenge_method", "state", "resource", "scope"]
-    {
+    for name in [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "code_challenge",
+        "code_challenge_method",
+        "state",
+        "resource",
+        "scope",
+    ] {
         if let Some(value) = field_value(&page.html, name) {
             fields.push((name.into(), unescape(&value)));
         }
@@ -208,7 +219,10 @@ async fn discovery_points_a_client_without_credentials_to_the_authorization_serv
     paid_service(&app, &owner, "paid").await;
     let base = app.client.url("");
 
-    let bare = app.client.send(app.client.request(reqwest::Method::POST, "/mcp/paid", Cred::None).json(&call(1, "echo"))).await;
+    let bare = app
+        .client
+        .send(app.client.request(reqwest::Method::POST, "/mcp/paid", Cred::None).json(&call(1, "echo")))
+        .await;
     assert_eq!(bare.status, StatusCode::UNAUTHORIZED);
     let challenge = bare.headers.get(WWW_AUTHENTICATE).expect("challenge").to_str().expect("text").to_owned();
     let metadata_url = format!("{base}/.well-known/oauth-protected-resource/mcp/paid");
@@ -218,7 +232,10 @@ async fn discovery_points_a_client_without_credentials_to_the_authorization_serv
 
     // A bad key is not pushed into a browser flow.
     let bad_key = format!("prom_live_{}", "0".repeat(64));
-    let wrong = app.client.send(app.client.request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&bad_key)).json(&call(1, "echo"))).await;
+    let wrong = app
+        .client
+        .send(app.client.request(reqwest::Method::POST, "/mcp/paid", Cred::ApiKey(&bad_key)).json(&call(1, "echo")))
+        .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let plain = wrong.headers.get(WWW_AUTHENTICATE).expect("challenge").to_str().expect("text");
     assert!(!plain.contains("resource_metadata"), "{plain}");
@@ -288,7 +305,12 @@ async fn a_person_connects_an_agent_that_calls_refreshes_and_is_revoked_on_the_d
     let page = browser.get("/app/apps").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.html.contains("Test Agent") && page.html.contains("200 / 1000"), "{}", page.html);
-    let grants = app.state.store.list_grants(&prom_core::id::TenantId::from_trusted(owner.tenant_id.clone())).await.expect("grants");
+    let grants = app
+        .state
+        .store
+        .list_grants(&prom_core::id::TenantId::from_trusted(owner.tenant_id.clone()))
+        .await
+        .expect("grants");
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].spent, Amount::new(2 * PRICE));
     let revoked = browser.post(&format!("/app/apps/{}/revoke", grants[0].grant.id), &[]).await;

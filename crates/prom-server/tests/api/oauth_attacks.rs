@@ -61,7 +61,11 @@ async fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
 
     let (status, answer) = exchange(&app, &agent, &code, &agent.verifier).await;
     assert_eq!((status, answer["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{answer}");
-    assert_eq!(call_with(&app, "paid", &access, 2).await.0, StatusCode::UNAUTHORIZED, "the first exchange's token is revoked");
+    assert_eq!(
+        call_with(&app, "paid", &access, 2).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the first exchange's token is revoked"
+    );
     let (status, _) = refresh(&app, &agent, tokens["refresh_token"].as_str().expect("rt")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(actions(&owner.audit("").await).contains(&"oauth.reuse_detected"));
@@ -75,7 +79,8 @@ async fn a_redirect_uri_the_client_never_registered_is_refused_before_any_redire
     let agent = register_agent(&app).await;
     let resource = resource(&app, "paid");
     let browser = Browser::of(&app, &owner);
-    for redirect in ["https://evil.example/callback", "http://127.0.0.1:43117/other", "http://10.0.0.1:43117/callback"] {
+    for redirect in ["https://evil.example/callback", "http://127.0.0.1:43117/other", "http://10.0.0.1:43117/callback"]
+    {
         let query = authorize_query(&agent, &resource, &[("redirect_uri", redirect)]);
         for path in [format!("/oauth/authorize?{query}"), format!("/app/connect?{query}")] {
             let page = browser.get(&path).await;
@@ -219,6 +224,7 @@ async fn concurrent_paid_calls_under_one_grant_never_pass_its_cap() {
     let tenant = prom_core::id::TenantId::from_trusted(owner.tenant_id.clone());
     let grants = app.state.store.list_grants(&tenant).await.expect("grants");
     assert_eq!(grants[0].spent, Amount::new(cap));
-    let budget = app.state.charges.budget(&tenant, &prom_core::service::ServiceSlug::parse("paid").expect("slug")).await;
+    let budget =
+        app.state.charges.budget(&tenant, &prom_core::service::ServiceSlug::parse("paid").expect("slug")).await;
     assert_eq!(budget.expect("budget").held, Amount::ZERO);
 }
