@@ -9,6 +9,10 @@
 //! is screenshotted at desktop and phone widths (under this crate's test output directory,
 //! `CARGO_TARGET_TMPDIR/dashboard-screenshots`) and checked with axe-core.
 //!
+//! And OAuth (`tests/interop/oauth.mjs`): the official SDK's `auth()` signs an MCP client in to
+//! `prom serve --demo` while the same browser signs the person in and consents with a spend cap;
+//! the client then calls tools, refreshes its expired token, and is refused past the cap.
+//!
 //! Without chromium (or node and tests/interop/node_modules) a test says SKIPPED; with `CI` set it
 //! fails (`.ci/run` installs chromium, scripts/test the npm packages).
 
