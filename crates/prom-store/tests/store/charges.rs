@@ -5,6 +5,7 @@
 use prom_core::charge::{ChargeOp, ChargeOpResult, ChargeState, ExpiryMargins, NewCharge, ResolvedCharge};
 use prom_core::id::{ChargeId, KeyId};
 use prom_core::money::Amount;
+use prom_core::oauth::OAuthStore;
 use prom_core::store::{BudgetStore, ChargeStore, SettlementStore};
 use prom_core::time::Timestamp;
 use prom_store::SqlStore;
@@ -238,7 +239,52 @@ async fn a_batch_takes_only_what_the_ledger_can_pay(store: SqlStore) {
     assert_eq!(rest.amount, Amount::new(100), "each charge in one batch only");
 }
 
+/// A spend cap on a credential (an OAuth grant's) bounds its holds together with the budget, in
+/// the same batch; captures count against it for good, releases (a call that failed, or a hold
+/// left by a crashed node and released as stale) give it back.
+async fn a_spend_cap_bounds_holds_and_stale_holds_give_it_back(store: SqlStore) {
+    let acme = owner_of(&store, "acme").await;
+    let (_, key) = insert_key(&store, &hasher(), &acme, "agent", t0()).await;
+    let tenant = acme.tenant_id().clone();
+    let alpha = service_slug("alpha");
+    store.set_approved(&tenant, &alpha, Amount::new(10 * BIG), None, None, None, None).await.unwrap();
+    let capped = |amount| NewCharge { cap: Some(Amount::new(3 * BIG)), ..hold(&tenant, &key.id, amount) };
+
+    let (a, b, c) = (capped(BIG), capped(BIG), capped(2 * BIG));
+    let ops = [ChargeOp::Reserve(a.clone()), ChargeOp::Reserve(b.clone()), ChargeOp::Reserve(c)];
+    let results = store.apply_charges(&ops, t0(), ExpiryMargins::NONE).await.unwrap();
+    assert_eq!(
+        results,
+        [
+            ChargeOpResult::Held,
+            ChargeOpResult::Held,
+            ChargeOpResult::CapReached { cap: Amount::new(3 * BIG), available: Amount::new(BIG) }
+        ]
+    );
+    // An uncapped charge of the same key is not held to the cap.
+    let free = hold(&tenant, &key.id, 5 * BIG);
+    assert_eq!(
+        store.apply_charges(&[ChargeOp::Reserve(free.clone())], t0(), ExpiryMargins::NONE).await.unwrap(),
+        [ChargeOpResult::Held]
+    );
+    let ops = [ChargeOp::Capture(a.id.clone()), ChargeOp::Release(free.id.clone())];
+    store.apply_charges(&ops, t0(), ExpiryMargins::NONE).await.unwrap();
+
+    // `b` dies with its node: released as stale, its share of the cap comes back.
+    assert_eq!(store.release_stale_holds(shift(t0(), 1)).await.unwrap(), 1);
+    let d = capped(2 * BIG);
+    assert_eq!(
+        store.apply_charges(&[ChargeOp::Reserve(d.clone()), ChargeOp::Reserve(capped(1))], t0(), ExpiryMargins::NONE)
+            .await
+            .unwrap(),
+        [ChargeOpResult::Held, ChargeOpResult::CapReached { cap: Amount::new(3 * BIG), available: Amount::ZERO }]
+    );
+    store.apply_charges(&[ChargeOp::Capture(d.id)], t0(), ExpiryMargins::NONE).await.unwrap();
+    assert_eq!(store.spent_by_key(&key.id).await.unwrap(), Amount::new(3 * BIG));
+}
+
 store_tests!(
+    a_spend_cap_bounds_holds_and_stale_holds_give_it_back,
     a_batch_takes_only_what_the_ledger_can_pay,
     an_approval_and_its_audit_row_are_written_together_or_not_at_all,
     a_batch_holds_in_order_and_never_past_the_approval,
