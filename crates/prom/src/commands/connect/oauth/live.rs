@@ -55,12 +55,14 @@ pub(super) fn refresh_ahead(remaining: Duration) -> Duration {
     (remaining / 4).min(REFRESH_AHEAD_MAX)
 }
 
-/// Refreshes `current`, taking over a pair another process has rotated meanwhile, and stores
-/// the result. A refused refresh token forgets the stored sign-in.
+/// Refreshes `ours` and stores the result. Under the lock, the stored pair counts, not ours:
+/// if another process has rotated it and its access token is fresh, that one is taken over; if
+/// it needs refreshing too, its refresh token (the newest) is the one presented, never our
+/// older one. A refused refresh token forgets the stored sign-in.
 pub(super) async fn refresh(
     http: &reqwest::Client,
     file: Option<&StateFile>,
-    current: &Stored,
+    ours: &Stored,
 ) -> Result<Stored, RefreshError> {
     let _lock = match file {
         Some(file) => match file.lock().await {
@@ -72,12 +74,10 @@ pub(super) async fn refresh(
         },
         None => None,
     };
-    if let Some(newer) = file.and_then(|file| file.load(&current.mcp_url))
-        && !newer.same_refresh_token(current)
-        && newer.remaining() > refresh_ahead(newer.remaining()).max(Duration::from_secs(1))
-    {
+    let current = file.and_then(|file| file.load(&ours.mcp_url)).unwrap_or_else(|| ours.clone());
+    if !current.same_refresh_token(ours) && current.remaining() > refresh_ahead(current.remaining()) {
         tracing::debug!("another prom connect refreshed the sign-in; using its tokens");
-        return Ok(newer);
+        return Ok(current);
     }
     let Some(refresh_token) = &current.refresh_token else {
         return Err(RefreshError::Refused("the server issued no refresh token".into()));
@@ -167,7 +167,112 @@ async fn sleep_until_wall_clock(at: u64) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
     use super::*;
+
+    /// A token endpoint that records the refresh tokens presented to it: `prom_rt_bad` is refused,
+    /// any other is rotated to `<it>+` with an access token named after it.
+    async fn token_endpoint() -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move |body: String| {
+                let record = record.clone();
+                async move {
+                    let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+                    assert_eq!(form["grant_type"], "refresh_token");
+                    assert_eq!(form["client_id"], "c1");
+                    assert_eq!(form["resource"], "http://x/mcp/demo");
+                    let presented = form["refresh_token"].clone();
+                    record.lock().unwrap().push(presented.clone());
+                    if presented == "prom_rt_bad" {
+                        let body = serde_json::json!({"error": "invalid_grant", "error_description": "revoked"});
+                        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+                    }
+                    axum::Json(serde_json::json!({
+                        "access_token": format!("at-for-{presented}"), "token_type": "Bearer",
+                        "expires_in": 3600, "refresh_token": format!("{presented}+"),
+                    }))
+                    .into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
+
+    fn stored(endpoint: &str, refresh: &str, expires_in: u64) -> Stored {
+        Stored {
+            mcp_url: "http://x/mcp/demo".into(),
+            issuer: "http://x".into(),
+            resource: "http://x/mcp/demo".into(),
+            client_id: "c1".into(),
+            redirect_uri: "http://127.0.0.1:1/callback".into(),
+            token_endpoint: endpoint.into(),
+            access_token: SecretString::from(format!("at-{refresh}")),
+            refresh_token: Some(SecretString::from(refresh)),
+            expires_at: now_secs() + expires_in,
+        }
+    }
+
+    #[tokio::test]
+    async fn refreshes_rotates_and_stores() {
+        let (endpoint, seen) = token_endpoint().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path(), "http://x/mcp/demo");
+        let ours = stored(&endpoint, "rt1", 10);
+        file.save(&ours).unwrap();
+        let next = refresh(&reqwest::Client::new(), Some(&file), &ours).await.unwrap();
+        assert_eq!(next.access_token.expose_secret(), "at-for-rt1");
+        assert!(next.remaining() > Duration::from_secs(3000));
+        let kept = file.load("http://x/mcp/demo").unwrap();
+        assert_eq!(kept.refresh_token.unwrap().expose_secret(), "rt1+");
+        assert_eq!(*seen.lock().unwrap(), ["rt1"]);
+    }
+
+    /// Another process rotated the pair: a fresh one is taken over without asking the server;
+    /// a stale one is refreshed with its refresh token, never with our used one.
+    #[tokio::test]
+    async fn another_process_rotation_wins() {
+        let (endpoint, seen) = token_endpoint().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path(), "http://x/mcp/demo");
+        let ours = stored(&endpoint, "rt1", 10);
+
+        file.save(&stored(&endpoint, "rt2", 3600)).unwrap();
+        let taken = refresh(&reqwest::Client::new(), Some(&file), &ours).await.unwrap();
+        assert_eq!(taken.access_token.expose_secret(), "at-rt2");
+        assert!(seen.lock().unwrap().is_empty());
+
+        file.save(&stored(&endpoint, "rt3", 0)).unwrap();
+        let next = refresh(&reqwest::Client::new(), Some(&file), &ours).await.unwrap();
+        assert_eq!(next.access_token.expose_secret(), "at-for-rt3");
+        assert_eq!(*seen.lock().unwrap(), ["rt3"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_forgets_the_sign_in() {
+        let (endpoint, _) = token_endpoint().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path(), "http://x/mcp/demo");
+        let ours = stored(&endpoint, "prom_rt_bad", 0);
+        file.save(&ours).unwrap();
+        let error = refresh(&reqwest::Client::new(), Some(&file), &ours).await.unwrap_err();
+        assert!(matches!(&error, RefreshError::Refused(why) if why == "invalid_grant: revoked"), "{error:?}");
+        assert!(file.load("http://x/mcp/demo").is_none());
+
+        let gone = stored("http://127.0.0.1:9/token", "rt1", 0);
+        let error = refresh(&reqwest::Client::new(), None, &gone).await.unwrap_err();
+        assert!(matches!(error, RefreshError::Unavailable(_)), "{error:?}");
+    }
 
     #[test]
     fn refreshes_a_quarter_ahead_at_most_five_minutes() {
