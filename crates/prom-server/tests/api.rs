@@ -50,6 +50,10 @@ mod keys;
 mod limits;
 #[path = "api/login.rs"]
 mod login;
+#[path = "api/oauth.rs"]
+mod oauth;
+#[path = "api/oauth_attacks.rs"]
+mod oauth_attacks;
 #[path = "api/paid_results.rs"]
 mod paid_results;
 #[path = "api/requests.rs"]

@@ -3,6 +3,12 @@
 //! Every change is a conditional `UPDATE … WHERE <state is what the change expects>` inside a
 //! transaction with its audit row, so two concurrent revocations write one audit row, and a key
 //! of another tenant is never touched whatever id is passed.
+//!
+//! The table also holds the credential rows of OAuth grants (`kind = 'grant'`, see `oauth/`).
+//! Everything here that people see or change through the keys pages and API reads and changes
+//! `kind = 'key'` rows only: a grant is listed, and revoked, as a grant. Digest lookups and
+//! `touch_keys` need no filter: a grant row's digest matches no key, and its last use is shown
+//! on the Connected apps page.
 
 use async_trait::async_trait;
 use prom_core::access::Scope;
@@ -42,11 +48,12 @@ macro_rules! insert_key {
     }};
 }
 
-/// Reads one live (not deleted) key of a tenant with any executor.
+/// Reads one live (not deleted) API key (not a grant's row) of a tenant with any executor.
 macro_rules! select_tenant_key {
     ($executor:expr, $tenant:expr, $id:expr) => {{
         let row: Option<KeyRow> = sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+            "SELECT {KEY_COLUMNS} FROM api_keys \
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL AND kind = 'key'"
         ))
         .bind($tenant.as_str())
         .bind($id.as_str())
@@ -129,7 +136,7 @@ impl KeyStore for SqlStore {
             // Take the write lock first (PostgreSQL: row lock; SQLite: the single writer), then read.
             let updated = sqlx::query(
                 "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END \
-                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND revoked_at IS NULL \
+                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND revoked_at IS NULL AND kind = 'key' \
                    AND (expires_at IS NULL OR expires_at > $4)",
             )
             .bind(old_expires_at.as_millis())
@@ -179,7 +186,7 @@ impl KeyStore for SqlStore {
             let mut tx = pool.begin().await.map_err(db_err)?;
             let updated = sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1 \
-                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND revoked_at IS NULL",
+                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND revoked_at IS NULL AND kind = 'key'",
             )
             .bind(at.as_millis())
             .bind(tenant.as_str())
@@ -208,7 +215,8 @@ impl KeyStore for SqlStore {
             let mut tx = pool.begin().await.map_err(db_err)?;
             let record = select_tenant_key!(&mut *tx, tenant, id)?.ok_or(StoreError::NotFound)?;
             let updated = sqlx::query(
-                "UPDATE api_keys SET deleted_at = $1 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL",
+                "UPDATE api_keys SET deleted_at = $1 \
+                 WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL AND kind = 'key'",
             )
             .bind(at.as_millis())
             .bind(tenant.as_str())
@@ -239,7 +247,7 @@ impl KeyStore for SqlStore {
     async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<KeyRecord>> {
         let rows: Vec<KeyRow> = with_read!(self, pool => {
             sqlx::query_as(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL \
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL AND kind = 'key' \
                  ORDER BY created_at DESC, id DESC"
             ))
             .bind(tenant.as_str())
@@ -251,11 +259,11 @@ impl KeyStore for SqlStore {
     }
 
     async fn list_keys_page(&self, tenant: &TenantId, offset: u32, limit: u32) -> StoreResult<(Vec<KeyRecord>, u64)> {
-        // Both read the partial index of live keys (migration 0018): a page deep in 10,000 keys
-        // skips index entries, not rows.
+        // Both read the partial index of live API keys (migrations 0018 and 0021, whose predicate
+        // the queries repeat): a page deep in 10,000 keys skips index entries, not rows.
         let (rows, total): (Vec<KeyRow>, i64) = with_read!(self, pool => {
             let rows = sqlx::query_as(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL \
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL AND kind = 'key' \
                  ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
             ))
             .bind(tenant.as_str())
@@ -264,7 +272,9 @@ impl KeyStore for SqlStore {
             .fetch_all(pool)
             .await
             .map_err(db_err)?;
-            let total = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL")
+            let total = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL AND kind = 'key'",
+            )
                 .bind(tenant.as_str())
                 .fetch_one(pool)
                 .await

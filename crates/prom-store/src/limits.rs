@@ -47,12 +47,14 @@ pub(crate) use spent_amounts;
 /// Makes a limit's row; a row made meanwhile by another node wins (and is locked by the next read).
 macro_rules! insert_limit {
     ($executor:expr, $key:expr, $spent:expr) => {
-        sqlx::query("INSERT INTO spend_limits (key_id, held, spent) VALUES ($1, '0', $2) ON CONFLICT (key_id) DO NOTHING")
-            .bind($key)
-            .bind($spent.to_string())
-            .execute($executor)
-            .await
-            .map_err($crate::db_err)
+        sqlx::query(
+            "INSERT INTO spend_limits (key_id, held, spent) VALUES ($1, '0', $2) ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind($key)
+        .bind($spent.to_string())
+        .execute($executor)
+        .await
+        .map_err($crate::db_err)
     };
 }
 pub(crate) use insert_limit;

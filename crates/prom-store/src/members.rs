@@ -13,6 +13,7 @@ use prom_core::user::Email;
 use serde_json::json;
 
 use crate::audit::insert_audit;
+use crate::oauth::grants::revoke_member_grants;
 use crate::rows::{UserRow, parse_role};
 use crate::sessions::REVOKE_USER_SESSIONS;
 use crate::{SqlStore, db_err, with_read, with_write};
@@ -246,6 +247,9 @@ pub(crate) async fn remove_member(
             details: json!({ "role": role.as_str(), "sessions_revoked": sessions }),
         };
         insert_audit!(&mut *tx, &event)?;
+        // The OAuth grants the member consented to go with them, like their sessions (each with
+        // its `oauth.revoke` row); the API keys they created belong to the tenant and stay.
+        revoke_member_grants!(tx, user, tenant, now, ctx);
         tx.commit().await.map_err(db_err)
     })
 }

@@ -152,7 +152,9 @@ impl UsageStore for SqlStore {
 }
 
 impl SqlStore {
-    /// Label and display form of every key of the query's tenant, deleted ones included.
+    /// Label and display form of every key of the query's tenant, deleted ones included, and of
+    /// OAuth grants' credential rows (`kind = 'grant'`): those are labelled with the client's name,
+    /// so usage by an agent signed in with OAuth is named after its client.
     async fn key_names(&self, query: &UsageQuery) -> StoreResult<HashMap<String, (Label, String)>> {
         let rows: Vec<KeyName> = with_read!(self, pool => {
             sqlx::query_as("SELECT id, label, environment, last4 FROM api_keys WHERE tenant_id = $1")

@@ -54,6 +54,10 @@ mod keys;
 mod ledger;
 #[path = "store/members.rs"]
 mod members;
+#[path = "store/oauth.rs"]
+mod oauth;
+#[path = "store/oauth_tokens.rs"]
+mod oauth_tokens;
 #[path = "store/password_links.rs"]
 mod password_links;
 #[path = "store/rotation.rs"]

@@ -9,6 +9,10 @@
 //! is screenshotted at desktop and phone widths (under this crate's test output directory,
 //! `CARGO_TARGET_TMPDIR/dashboard-screenshots`) and checked with axe-core.
 //!
+//! And OAuth (`tests/interop/oauth.mjs`): the official SDK's `auth()` signs an MCP client in to
+//! `prom serve --demo` while the same browser signs the person in and consents with a spend cap;
+//! the client then calls tools, refreshes its expired token, and is refused past the cap.
+//!
 //! Without chromium (or node and tests/interop/node_modules) a test says SKIPPED; with `CI` set it
 //! fails (`.ci/run` installs chromium, scripts/test the npm packages).
 
@@ -224,4 +228,41 @@ async fn a_person_sets_up_publishes_funds_an_agent_and_revokes_it_in_the_browser
     assert_eq!(result["ok"], true, "{result}");
     eprintln!("dashboard end to end: {result}; screenshots in {}", shots.display());
     assert!(shots.join("09-keys-reveal-phone.png").is_file(), "the screenshots were saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_signs_in_with_oauth_consents_with_a_cap_and_is_held_to_it() {
+    if chromium().is_none() || !playwright_ready() {
+        return;
+    }
+    // Access tokens that expire within the run, so the SDK has to refresh.
+    let gateway = spawn_demo_gateway_with(&[("PROM_OAUTH__ACCESS_TOKEN_SECS", "3")]).await;
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oauth-screenshots");
+    let shots_text = shots.to_string_lossy().into_owned();
+    let envs = [
+        ("BASE_URL", gateway.base.as_str()),
+        ("MCP_URL", gateway.mcp_url.as_str()),
+        ("EMAIL", "demo@prometheus.local"),
+        ("PASSWORD", gateway.password.as_str()),
+        ("SHOTS_DIR", shots_text.as_str()),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("oauth.mjs")
+            .current_dir(interop_dir())
+            .envs(envs)
+            .stdin(Stdio::null())
+            .output()
+            .expect("start node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the OAuth run failed ({}):\n{stderr}\n{stdout}", output.status);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(result["ok"], true, "{result}");
+    eprintln!("OAuth end to end: {result}; screenshots in {}", shots.display());
+    drop(gateway);
 }

@@ -323,8 +323,16 @@ async fn remove_member(
     let member = find_member(&state, &viewer, &user).await?;
     may_manage(viewer.user().session.role, Some(member.role), None)?;
     let ctx = viewer.principal.audit_context(&viewer.meta);
+    // The grants they consented to end with their membership (the store revokes them): their
+    // tokens leave the verifier's cache too.
+    let grants = state.store.list_grants(viewer.principal.tenant_id()).await?;
     match state.store.remove_member(viewer.principal.tenant_id(), &member.user_id, &ctx).await {
-        Ok(()) => Ok(Redirect::to("/app/members?notice=removed").into_response()),
+        Ok(()) => {
+            for view in grants.iter().filter(|view| view.grant.user_id == member.user_id) {
+                state.verifier.forget_key(&view.grant.key_id);
+            }
+            Ok(Redirect::to("/app/members?notice=removed").into_response())
+        }
         Err(StoreError::Conflict(message)) => {
             Ok(render_status(StatusCode::CONFLICT, &RemovePage::of(&viewer, &member, Some(message))))
         }

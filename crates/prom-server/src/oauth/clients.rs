@@ -88,7 +88,8 @@ impl ClientMetadata {
             ));
         }
         for uri in &self.redirect_uris {
-            check_redirect_uri(uri).map_err(|why| OAuthError::new("invalid_redirect_uri", format!("{uri:?}: {why}")))?;
+            check_redirect_uri(uri)
+                .map_err(|why| OAuthError::new("invalid_redirect_uri", format!("{uri:?}: {why}")))?;
         }
         let name = self.client_name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Unnamed client");
         if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
@@ -184,16 +185,19 @@ async fn register_client(state: &AppState, meta: &ClientMeta, body: &[u8]) -> Re
         last_used_at: None,
     };
     state.store.save_client(&client).await?;
-    let body = json!({
+    let mut body = json!({
         "client_id": client.id,
         "client_id_issued_at": client.created_at.as_millis() / 1000,
         "client_name": client.name,
         "redirect_uris": client.redirect_uris,
-        "client_uri": client.client_uri,
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
     });
+    // An absent field is left out, not null (RFC 7591 §3.2.1): clients validate each one given.
+    if let Some(uri) = &client.client_uri {
+        body["client_uri"] = json!(uri);
+    }
     Ok(no_store((StatusCode::CREATED, axum::Json(body)).into_response()))
 }
 

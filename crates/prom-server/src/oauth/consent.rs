@@ -26,8 +26,8 @@ use serde::Deserialize;
 
 use super::clients::{redirect_allowed, resolve};
 use super::{CODE_TTL, SCOPE, base_url, resource_of};
-use crate::dashboard::{Chrome, Nav, PageError, render_status};
 use crate::dashboard::viewer::{Posted, Viewer};
+use crate::dashboard::{Chrome, Nav, PageError, render_status};
 use crate::state::AppState;
 
 /// Longest a grant may last, in days.
@@ -109,7 +109,10 @@ async fn check(state: &AppState, headers: &HeaderMap, request: AuthRequest) -> R
         return Err(back("unsupported_response_type", "only response_type=code is supported".into()));
     }
     if request.code_challenge.is_empty() {
-        return Err(back("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256".into()));
+        return Err(back(
+            "invalid_request",
+            "PKCE is required: send code_challenge with code_challenge_method=S256".into(),
+        ));
     }
     if request.code_challenge_method != "S256" {
         return Err(back(

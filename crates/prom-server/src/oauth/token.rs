@@ -95,10 +95,9 @@ async fn revoke_reused(state: &AppState, meta: &ClientMeta, grant: &GrantRecord)
 
 fn check_resource(request: &TokenRequest, grant: &GrantRecord) -> Result<(), OAuthError> {
     match request.resource.as_deref() {
-        Some(resource) if resource != grant.resource => Err(OAuthError::new(
-            "invalid_target",
-            format!("this grant is for {}, not {resource}", grant.resource),
-        )),
+        Some(resource) if resource != grant.resource => {
+            Err(OAuthError::new("invalid_target", format!("this grant is for {}, not {resource}", grant.resource)))
+        }
         _ => Ok(()),
     }
 }

@@ -45,8 +45,9 @@ impl KeyVerifier {
         if let Err(retry_after_secs) = self.throttle.take(client) {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::RateLimited {
-                message: "too many requests with unknown access tokens from this address; sign in again and retry later"
-                    .into(),
+                message:
+                    "too many requests with unknown access tokens from this address; sign in again and retry later"
+                        .into(),
                 retry_after_secs,
             });
         }
@@ -57,8 +58,9 @@ impl KeyVerifier {
             self.stats.unknown.fetch_add(1, Ordering::Relaxed);
             return Err(self.refuse(cache_key, unknown_token()));
         };
-        let principal =
-            self.admit_token(&record, digest, cache_key, now, read_started).map_err(|err| self.refuse(cache_key, err))?;
+        let principal = self
+            .admit_token(&record, digest, cache_key, now, read_started)
+            .map_err(|err| self.refuse(cache_key, err))?;
         self.throttle.refund(client);
         Ok(principal)
     }
