@@ -21,11 +21,14 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::Url;
+use reqwest::header::ACCEPT;
+use secrecy::ExposeSecret;
 
 pub(super) use self::bearer_client::BearerClient;
 pub(super) use self::live::LiveToken;
 use self::live::RefreshError;
-use self::stored::StateFile;
+use self::stored::{StateFile, Stored};
+use super::PROBE_TIMEOUT;
 use super::bridge::with_causes;
 use crate::commands::EXIT_USAGE;
 
@@ -92,26 +95,7 @@ pub(super) async fn sign_in(mcp_url: &Url) -> Result<SignedIn, Failure> {
         );
     }
 
-    let mut stored = file.as_ref().and_then(|file| file.load(mcp_url.as_str()));
-    if let Some(current) = stored.take_if(|current| current.remaining() <= FRESH_ENOUGH) {
-        stored = match live::refresh(&http, file.as_ref(), &current).await {
-            Ok(next) => Some(next),
-            Err(RefreshError::Refused(why)) => {
-                eprintln!("The stored sign-in for {mcp_url} no longer works ({why}); signing in again.");
-                None
-            }
-            Err(RefreshError::Unavailable(why)) => {
-                return Err(Failure {
-                    code: "SIGN_IN_FAILED",
-                    message: format!(
-                        "the stored sign-in for {mcp_url} has expired and could not be refreshed ({why}). Is the \
-                         server running? Run the agent again once it is."
-                    ),
-                    exit: 1,
-                });
-            }
-        };
-    }
+    let stored = stored_sign_in(&http, file.as_ref(), mcp_url).await?;
     let stored = match stored {
         Some(stored) => stored,
         None => {
@@ -142,4 +126,47 @@ pub(super) async fn sign_in(mcp_url: &Url) -> Result<SignedIn, Failure> {
     };
     let token = live::keep_fresh(http, file.clone(), stored);
     Ok(SignedIn { token, file })
+}
+
+/// The stored sign-in for `mcp_url`, refreshed when its access token is about to expire or the
+/// gateway no longer takes it; `None` when there is none, or it no longer works.
+async fn stored_sign_in(
+    http: &reqwest::Client,
+    file: Option<&StateFile>,
+    mcp_url: &Url,
+) -> Result<Option<Stored>, Failure> {
+    let Some(current) = file.and_then(|file| file.load(mcp_url.as_str())) else {
+        return Ok(None);
+    };
+    if current.remaining() > FRESH_ENOUGH && !refused_by_gateway(http, mcp_url, &current).await {
+        return Ok(Some(current));
+    }
+    match live::refresh(http, file, &current).await {
+        Ok(next) => Ok(Some(next)),
+        Err(RefreshError::Refused(why)) => {
+            eprintln!("The stored sign-in for {mcp_url} no longer works ({why}); signing in again.");
+            Ok(None)
+        }
+        Err(RefreshError::Unavailable(why)) => Err(Failure {
+            code: "SIGN_IN_FAILED",
+            message: format!(
+                "the stored sign-in for {mcp_url} needs refreshing, and that failed ({why}). Is the server \
+                 running? Run the agent again once it is."
+            ),
+            exit: 1,
+        }),
+    }
+}
+
+/// Whether the gateway refuses a stored access token that has not expired: the person revoked
+/// the permission on the Connected apps page, say. One GET, as the bridge's probe does; any
+/// answer but `401` counts as accepted (the bridge reports other trouble in its own words).
+/// Without it, a revoked sign-in would fail the first run after it and ask only on the next.
+async fn refused_by_gateway(http: &reqwest::Client, mcp_url: &Url, stored: &Stored) -> bool {
+    let request =
+        http.get(mcp_url.clone()).header(ACCEPT, "text/event-stream").bearer_auth(stored.access_token.expose_secret());
+    match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
+        Ok(Ok(response)) => response.status() == reqwest::StatusCode::UNAUTHORIZED,
+        _ => false,
+    }
 }

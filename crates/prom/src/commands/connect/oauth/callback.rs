@@ -57,13 +57,17 @@ struct Shared {
     outcomes: mpsc::Sender<Outcome>,
 }
 
+/// How long the page that ended the wait may take to reach the browser before we move on.
+const LAST_PAGE_GRACE: Duration = Duration::from_secs(2);
+
 /// The running callback server.
 #[derive(Debug)]
 pub(super) struct Callback {
     address: SocketAddr,
     outcomes: mpsc::Receiver<Outcome>,
-    /// Dropping it stops the server (after the page in flight is sent).
-    _stop: oneshot::Sender<()>,
+    /// Sending (or dropping) it stops the server, after the pages in flight are sent.
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Callback {
@@ -74,7 +78,7 @@ impl Callback {
         let (stop, stopped) = oneshot::channel::<()>();
         let shared = Arc::new(Shared { expected, outcomes: sender });
         let app = Router::new().route("/callback", get(land)).with_state(shared);
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
@@ -82,7 +86,7 @@ impl Callback {
                 tracing::debug!(%error, "the sign-in callback server stopped");
             }
         });
-        Ok(Self { address, outcomes, _stop: stop })
+        Ok(Self { address, outcomes, stop, server })
     }
 
     /// `http://127.0.0.1:PORT/callback`: a literal loopback address, not `localhost`, which
@@ -91,9 +95,16 @@ impl Callback {
         format!("http://{}/callback", self.address)
     }
 
-    /// The outcome, or `None` when nobody came back within `timeout`.
+    /// The outcome, or `None` when nobody came back within `timeout`. The server is stopped
+    /// once the page that ended the wait has gone out: the process may exit right after (a
+    /// denial), and the person should not see a broken page.
     pub(super) async fn wait(mut self, timeout: Duration) -> Option<Outcome> {
-        tokio::time::timeout(timeout, self.outcomes.recv()).await.ok().flatten()
+        let outcome = tokio::time::timeout(timeout, self.outcomes.recv()).await.ok().flatten();
+        let _ = self.stop.send(());
+        if tokio::time::timeout(LAST_PAGE_GRACE, self.server).await.is_err() {
+            tracing::debug!("the sign-in callback server did not stop in time");
+        }
+        outcome
     }
 }
 
