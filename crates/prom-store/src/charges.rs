@@ -78,6 +78,7 @@ struct ChargeRow {
     service: String,
     key_id: String,
     amount: String,
+    capped: bool,
 }
 
 /// Takes a budget's row lock for the rest of the transaction (PostgreSQL; SQLite's single writer
@@ -269,8 +270,9 @@ impl ChargeStore for SqlStore {
         with_write!(self, pool => {
             let mut tx = pool.begin().await.map_err(db_err)?;
 
-            // The held charges that captures and releases refer to.
-            let mut held: BTreeMap<String, (TenantId, ServiceSlug, String, Amount)> = BTreeMap::new();
+            // The held charges that captures and releases refer to (with the key id of those held
+            // under a spend limit).
+            let mut held: BTreeMap<String, (TenantId, ServiceSlug, Option<String>, Amount)> = BTreeMap::new();
             let resolving: Vec<&str> = ops
                 .iter()
                 .filter_map(|op| match op {
@@ -280,7 +282,7 @@ impl ChargeStore for SqlStore {
                 .collect();
             for chunk in resolving.chunks(ROWS_PER_STATEMENT) {
                 let mut select = sqlx::QueryBuilder::new(
-                    "SELECT id, tenant_id, service, key_id, amount FROM charges WHERE state = 'held' AND id IN (",
+                    "SELECT id, tenant_id, service, key_id, amount, capped FROM charges WHERE state = 'held' AND id IN (",
                 );
                 let mut ids = select.separated(", ");
                 for id in chunk {
@@ -292,7 +294,7 @@ impl ChargeStore for SqlStore {
                     let charge = (
                         TenantId::from_trusted(row.tenant_id),
                         ServiceSlug::from_trusted(row.service),
-                        row.key_id,
+                        row.capped.then_some(row.key_id),
                         amount(&row.amount)?,
                     );
                     held.insert(row.id, charge);
@@ -329,7 +331,7 @@ impl ChargeStore for SqlStore {
                 })
                 .collect();
             let mut limit_keys: Vec<&str> =
-                capped.iter().copied().chain(held.values().map(|(_, _, key, _)| key.as_str())).collect();
+                capped.iter().copied().chain(held.values().filter_map(|(_, _, key, _)| key.as_deref())).collect();
             limit_keys.sort_unstable();
             limit_keys.dedup();
             let mut limits: BTreeMap<String, SpendLimit> = BTreeMap::new();
@@ -400,7 +402,10 @@ impl ChargeStore for SqlStore {
                             let capture = matches!(op, ChargeOp::Capture(_));
                             changed.push(key);
                             let ended = budget.end_hold(charged, capture, at, margins).map_err(corrupt)?;
-                            if let Some(limit) = limits.get_mut(&key_id) {
+                            if let Some(key_id) = key_id {
+                                let limit = limits.get_mut(&key_id).ok_or_else(|| {
+                                    StoreError::Corrupt(format!("charge {id} was held under a limit that is gone"))
+                                })?;
                                 limit.end_hold(charged, ended == HoldEnd::Captured).map_err(corrupt)?;
                                 limits_changed.push(key_id);
                             }
@@ -428,7 +433,7 @@ impl ChargeStore for SqlStore {
             // Written back in a few statements.
             for chunk in holds.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at) ",
+                    "INSERT INTO charges (id, tenant_id, service, key_id, tool, amount, state, created_at, capped) ",
                 );
                 insert.push_values(chunk, |mut row, new| {
                     row.push_bind(new.id.as_str())
@@ -438,7 +443,8 @@ impl ChargeStore for SqlStore {
                         .push_bind(new.tool.as_str())
                         .push_bind(new.amount.to_string())
                         .push_bind(ChargeState::Held.as_str())
-                        .push_bind(new.at.as_millis());
+                        .push_bind(new.at.as_millis())
+                        .push_bind(new.cap.is_some());
                 });
                 insert.build().execute(&mut *tx).await.map_err(db_err)?;
             }

