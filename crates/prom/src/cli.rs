@@ -214,14 +214,20 @@ pub struct WhoamiArgs {
 }
 
 const CONNECT_ABOUT: &str = "Serve MCP on standard input and output for an MCP host, and forward every message to \
-a Prometheus gateway endpoint (MCP Streamable HTTP) with the agent's key.\n\n\
+a Prometheus gateway endpoint (MCP Streamable HTTP) with the agent's key, or with a token from a sign-in \
+in the browser.\n\n\
 MCP hosts such as Claude Desktop and Cursor start MCP servers as commands; this is the command that \
 connects them to Prometheus. The key is read from PROMETHEUS_API_KEY, or AGENT_TOKEN when that is \
-unset or empty. Without a key, or when the gateway refuses it, the reason is printed on standard \
-error (TOKEN_MISSING or TOKEN_INVALID) and the exit code is 2. Logs go to standard error only \
+unset or empty. Without a key, the person signs in through the browser (OAuth): the line \
+\"Open this URL to connect: ...\" on standard error names the page (the browser opens it too, unless \
+PROM_CONNECT_NO_BROWSER=1), and the tokens are kept for the next runs in the config directory \
+(prometheus/oauth/, mode 0600; PROM_CONNECT_STATE_DIR moves them) and refreshed as needed. When the \
+gateway refuses the key or token, or the person denies, the reason is printed on standard error \
+(TOKEN_MISSING, TOKEN_INVALID, ACCESS_DENIED) and the exit code is 2. Logs go to standard error only \
 (level from PROM_LOG, default warn). It exits when the host closes standard input.";
 
-const CONNECT_EXAMPLE: &str = r#"Claude Desktop (claude_desktop_config.json) or Cursor (mcp.json):
+const CONNECT_EXAMPLE: &str = r#"Claude Desktop (claude_desktop_config.json) or Cursor (mcp.json); leave out "env" to sign in
+through the browser instead:
 
 {
   "mcpServers": {

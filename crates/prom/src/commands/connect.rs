@@ -1,15 +1,19 @@
 //! `prom connect URL`: the stdio MCP server that MCP hosts (Claude Desktop, Cursor, …) start as a
-//! command, forwarding everything to a gateway endpoint over MCP Streamable HTTP with the agent's key.
+//! command, forwarding everything to a gateway endpoint over MCP Streamable HTTP with the agent's
+//! credential: an API key from the environment, or else an access token from a sign-in in the
+//! browser ([`oauth`]).
 //!
-//! Here: the key (from `PROMETHEUS_API_KEY` or `AGENT_TOKEN`), what the user reads when it is missing
-//! or refused, and how the process ends; the forwarding itself is in [`bridge`].
+//! Here: the key (from `PROMETHEUS_API_KEY` or `AGENT_TOKEN`), what the user reads when a credential
+//! is missing or refused, and how the process ends; the forwarding itself is in [`bridge`].
 
 mod bridge;
+mod oauth;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
 use rmcp::RoleServer;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -19,7 +23,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
-use self::bridge::{Bridge, Ending};
+use self::bridge::{Bridge, Ending, HostTransport};
+use self::oauth::{BearerClient, LiveToken};
 use super::EXIT_USAGE;
 use crate::cli::{ConnectArgs, KeyHeader};
 
@@ -30,17 +35,11 @@ const KEY_VARIABLES: [&str; 2] = ["PROMETHEUS_API_KEY", "AGENT_TOKEN"];
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    // Before anything else, standard input included: a host shows this line to the user.
-    let Some(key) = AgentKey::from_env() else {
-        eprintln!(
-            "TOKEN_MISSING: no agent key. Set PROMETHEUS_API_KEY (or AGENT_TOKEN) to a Prometheus API key \
-             (prom_live_… or prom_test_…) in the environment that starts `prom connect`; in Claude Desktop \
-             or Cursor that is the \"env\" object of this server's entry. Mint a key with \
-             `prom keys create --label my-agent`."
-        );
-        exit_now(EXIT_USAGE);
-    };
     let url = args.url;
+    let Some(key) = AgentKey::from_env() else {
+        return run_signed_in(url).await;
+    };
+    // Before anything else, standard input included: a host shows this line to the user.
     let Some(credential) = key.header(args.key_header) else {
         eprintln!(
             "TOKEN_INVALID: the value of {} cannot be sent in an HTTP header (it has spaces or control \
@@ -58,26 +57,62 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         KeyHeader::XApiKey => config.custom_headers(HashMap::from([credential.clone()])),
     };
     let gateway = StreamableHttpClientTransport::from_config(config);
-    let (stdin, stdout) = rmcp::transport::stdio_pipes();
-    let host = AsyncRwTransport::<RoleServer, _, _>::new_server(stdin, stdout);
-    // Like rmcp's own client, it follows no redirect: the key would go along to wherever it points.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("prom-connect/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    let probe = Probe { http, url: url.clone(), credential };
+    let probe = Probe::new(url.clone(), Credential::Key(credential))?;
+    let ending = Bridge::new(host_transport(), gateway, probe).run().await;
+    finish(ending, &url, |refusal| {
+        eprintln!(
+            "The gateway at {url} refused the key in {} (HTTP {}). Check that it is a current key: \
+             `prom keys list` shows revoked and expired ones; mint a new one with `prom keys create`, \
+             put it in {} in your MCP host's configuration, and restart the host.",
+            key.variable, refusal.status, key.variable
+        );
+    })
+}
 
-    match Bridge::new(host, gateway, probe).run().await {
+/// No key in the environment: sign in through the browser (or use the tokens of an earlier
+/// sign-in) and forward with the access token, which is renewed while the bridge runs. The
+/// token always goes as `Authorization: Bearer` (`--key-header` is about keys).
+async fn run_signed_in(url: Url) -> anyhow::Result<()> {
+    init_logging();
+    let signed_in = match oauth::sign_in(&url).await {
+        Ok(signed_in) => signed_in,
+        Err(failure) => {
+            eprintln!("{failure}");
+            exit_now(failure.exit);
+        }
+    };
+    tracing::info!(%url, "forwarding stdio to the gateway with the access token of a browser sign-in");
+    let client = BearerClient::new(signed_in.token.clone())?;
+    let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+    let gateway = StreamableHttpClientTransport::with_client(client, config);
+    let probe = Probe::new(url.clone(), Credential::Token(signed_in.token.clone()))?;
+    let ending = Bridge::new(host_transport(), gateway, probe).run().await;
+    finish(ending, &url, |refusal| {
+        let forgotten =
+            signed_in.forget().map(|path| format!(" The stored sign-in ({path}) was removed.")).unwrap_or_default();
+        eprintln!(
+            "The gateway at {url} refused the access token of the browser sign-in (HTTP {}): the permission \
+             may have been revoked on the dashboard's Connected apps page, or it expired.{forgotten} Restart \
+             the agent (or its MCP host) to sign in again.",
+            refusal.status
+        );
+    })
+}
+
+/// The host's side: our standard input and output.
+fn host_transport() -> HostTransport {
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    AsyncRwTransport::<RoleServer, _, _>::new_server(stdin, stdout)
+}
+
+/// Ends the process as `ending` says; `explain_refusal` adds what to do about a refused credential.
+fn finish(ending: Ending, url: &Url, explain_refusal: impl FnOnce(&Refusal)) -> anyhow::Result<()> {
+    match ending {
         Ending::HostClosed => Ok(()),
         Ending::Terminated => exit_now(0),
         Ending::KeyRefused(refusal) => {
             eprintln!("{}: {}", refusal.code, refusal.message);
-            eprintln!(
-                "The gateway at {url} refused the key in {} (HTTP {}). Check that it is a current key: \
-                 `prom keys list` shows revoked and expired ones; mint a new one with `prom keys create`, \
-                 put it in {} in your MCP host's configuration, and restart the host.",
-                key.variable, refusal.status, key.variable
-            );
+            explain_refusal(&refusal);
             exit_now(EXIT_USAGE)
         }
         Ending::GatewayClosed(cause) => {
@@ -148,18 +183,46 @@ pub(super) struct Refusal {
     pub(super) message: String,
 }
 
+/// The credential the probe sends: the key's header, or the current access token.
+enum Credential {
+    Key((HeaderName, HeaderValue)),
+    Token(LiveToken),
+}
+
+impl Credential {
+    fn header(&self) -> Option<(HeaderName, HeaderValue)> {
+        match self {
+            Self::Key(header) => Some(header.clone()),
+            Self::Token(token) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.current().expose_secret())).ok()?;
+                value.set_sensitive(true);
+                Some((AUTHORIZATION, value))
+            }
+        }
+    }
+}
+
 /// Asks the gateway why a message could not be delivered. rmcp reports an HTTP 401 either with the
 /// `WWW-Authenticate` challenge alone or with the body inside an error string, so rather than parse
-/// its error text, one GET with the same key reads the gateway's own JSON error.
+/// its error text, one GET with the same credential reads the gateway's own JSON error.
 pub(super) struct Probe {
     http: reqwest::Client,
     url: reqwest::Url,
-    credential: (HeaderName, HeaderValue),
+    credential: Credential,
 }
 
 impl Probe {
+    fn new(url: Url, credential: Credential) -> reqwest::Result<Self> {
+        // Like rmcp's own client, it follows no redirect: the credential would go along to wherever it points.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("prom-connect/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http, url, credential })
+    }
+
     pub(super) async fn refusal(&self) -> Option<Refusal> {
-        let (name, value) = self.credential.clone();
+        let (name, value) = self.credential.header()?;
         let request = self.http.get(self.url.clone()).header(ACCEPT, "text/event-stream").header(name, value);
         let response = match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
             Ok(Ok(response)) => response,

@@ -27,7 +27,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use rmcp::RoleServer;
 use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
 use rmcp::transport::async_rw::AsyncRwTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpError;
+use rmcp::transport::streamable_http_client::{StreamableHttpClient, StreamableHttpError};
 use rmcp::transport::{StreamableHttpClientTransport, Transport};
 use serde_json::json;
 
@@ -58,12 +58,14 @@ pub(super) enum Ending {
 
 pub(super) type HostTransport =
     AsyncRwTransport<RoleServer, rmcp::transport::StdioReader, rmcp::transport::StdioWriter>;
-pub(super) type GatewayTransport = StreamableHttpClientTransport<reqwest::Client>;
+/// The gateway's side: rmcp's transport over reqwest, either as it is (an agent key) or with the
+/// access token swapped in per request (a browser sign-in).
+pub(super) type GatewayTransport<C> = StreamableHttpClientTransport<C>;
 
 /// The two transports and the messages in transit between them.
-pub(super) struct Bridge {
+pub(super) struct Bridge<C: StreamableHttpClient<Error = reqwest::Error>> {
     host: HostTransport,
-    gateway: GatewayTransport,
+    gateway: GatewayTransport<C>,
     probe: Probe,
     /// Deliveries to the gateway, with the id of the request each carries (to answer it on failure).
     /// Polled in the order they were pushed, so messages reach the transport in the host's order.
@@ -75,8 +77,8 @@ pub(super) struct Bridge {
     last_failure: Option<String>,
 }
 
-impl Bridge {
-    pub(super) fn new(host: HostTransport, gateway: GatewayTransport, probe: Probe) -> Self {
+impl<C: StreamableHttpClient<Error = reqwest::Error>> Bridge<C> {
+    pub(super) fn new(host: HostTransport, gateway: GatewayTransport<C>, probe: Probe) -> Self {
         Self {
             host,
             gateway,
@@ -220,7 +222,7 @@ fn describe(error: &GatewayError) -> String {
     }
 }
 
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(super) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut cause = error.source();
     while let Some(error) = cause {
