@@ -274,7 +274,8 @@ async fn a_spend_cap_bounds_holds_and_stale_holds_give_it_back(store: SqlStore) 
     assert_eq!(store.release_stale_holds(shift(t0(), 1)).await.unwrap(), 1);
     let d = capped(2 * BIG);
     assert_eq!(
-        store.apply_charges(&[ChargeOp::Reserve(d.clone()), ChargeOp::Reserve(capped(1))], t0(), ExpiryMargins::NONE)
+        store
+            .apply_charges(&[ChargeOp::Reserve(d.clone()), ChargeOp::Reserve(capped(1))], t0(), ExpiryMargins::NONE)
             .await
             .unwrap(),
         [ChargeOpResult::Held, ChargeOpResult::CapReached { cap: Amount::new(3 * BIG), available: Amount::ZERO }]

@@ -166,6 +166,8 @@ fn print_banner(gateway: SocketAddr, password: &str, key: &str, upstream: &str) 
          \n\
          Custom clients (official MCP SDKs): Streamable HTTP to {mcp_url} with the header\n\
          `x-api-key: <key>` (or `Authorization: Bearer <key>`).\n\
+         No key at all: OAuth clients (and `prom connect {mcp_url}` without the env) sign in\n\
+         through the browser, where you set what the agent may spend.\n\
          The key and password are shown only here; the next `prom serve --demo` replaces them.\n\
          =====================================================================================\n"
     );

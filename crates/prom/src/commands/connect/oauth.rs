@@ -159,12 +159,14 @@ async fn stored_sign_in(
 }
 
 /// Whether the gateway refuses a stored access token that has not expired: the person revoked
-/// the permission on the Connected apps page, say. One GET, as the bridge's probe does; any
+/// the permission on the Connected apps page, say. One `GET /v1/whoami` on the issuer (which
+/// authenticates the token exactly as the gateway does, without reaching the upstream); any
 /// answer but `401` counts as accepted (the bridge reports other trouble in its own words).
 /// Without it, a revoked sign-in would fail the first run after it and ask only on the next.
 async fn refused_by_gateway(http: &reqwest::Client, mcp_url: &Url, stored: &Stored) -> bool {
-    let request =
-        http.get(mcp_url.clone()).header(ACCEPT, "text/event-stream").bearer_auth(stored.access_token.expose_secret());
+    let whoami = format!("{}/v1/whoami", stored.issuer.trim_end_matches('/'));
+    let target = Url::parse(&whoami).unwrap_or_else(|_| mcp_url.clone());
+    let request = http.get(target).header(ACCEPT, "application/json").bearer_auth(stored.access_token.expose_secret());
     match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
         Ok(Ok(response)) => response.status() == reqwest::StatusCode::UNAUTHORIZED,
         _ => false,
