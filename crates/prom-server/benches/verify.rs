@@ -1,7 +1,8 @@
 //! API key verification cost: cold (Argon2id at the default OWASP parameters plus the digest
 //! lookup) against warm (the verified-key cache), and warm verification while a flood of unknown
 //! keys is thrown at the same verifier — from one address (throttled per client) and from many
-//! addresses (throttling cannot help; the bounded Argon2 pool must).
+//! addresses (throttling cannot help; the bounded Argon2 pool must). And an OAuth access token
+//! on the same verifier, cold (a SHA-256 and the token's lookup) and warm (the same cache).
 //!
 //! Run: `cargo bench -p prom-server --bench verify`
 
@@ -37,13 +38,63 @@ struct Fixture {
     state: AppState,
     key: String,
     key_id: KeyId,
+    /// An OAuth access token and its grant's credential.
+    token: String,
+    grant_key: KeyId,
     _dir: tempfile::TempDir,
+}
+
+/// A grant for `tenant` and one access token of it (as the consent page and `/oauth/token` make them).
+async fn grant_token(
+    store: &SqlStore,
+    tenant: &prom_core::id::TenantId,
+    user: &prom_core::id::UserId,
+) -> (String, KeyId) {
+    use prom_core::oauth::{
+        ACCESS_PREFIX, CODE_PREFIX, NewCode, NewGrant, NewToken, OAuthSecret, OAuthStore, TokenKind,
+    };
+    let now = Timestamp::now();
+    let grant = NewGrant {
+        id: prom_core::id::GrantId::new(),
+        key_id: KeyId::new(),
+        tenant_id: tenant.clone(),
+        user_id: user.clone(),
+        client_id: "prc_bench".into(),
+        client_name: "bench client".into(),
+        service: prom_core::service::ServiceSlug::parse("bench").expect("slug"),
+        resource: "http://127.0.0.1/mcp/bench".into(),
+        scopes: vec!["agent:connect".into()],
+        spend_cap: prom_core::money::Amount::new(1000),
+        expires_at: now.plus_seconds(86_400),
+        created_at: now,
+    };
+    let code = OAuthSecret::mint(CODE_PREFIX);
+    let stored = NewCode {
+        digest: code.digest(),
+        grant_id: grant.id.clone(),
+        client_id: "prc_bench".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        code_challenge: "x".repeat(43),
+        created_at: now,
+        expires_at: now.plus_seconds(60),
+    };
+    store.create_grant(&grant, &stored, &AuditContext::admin_cli()).await.expect("grant");
+    let access = OAuthSecret::mint(ACCESS_PREFIX);
+    let row = NewToken {
+        digest: access.digest(),
+        grant_id: grant.id.clone(),
+        kind: TokenKind::Access,
+        created_at: now,
+        expires_at: now.plus_seconds(86_400),
+    };
+    assert!(store.redeem_code(&code.digest(), now, &[row], &AuditContext::admin_cli()).await.expect("redeem"));
+    (access.expose().to_owned(), grant.key_id)
 }
 
 fn fixture() -> Fixture {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (state, key, key_id) = runtime.block_on(async {
+    let state = runtime.block_on(async {
         let store = SqlStore::open(&Database::in_data_dir(dir.path())).await.expect("store");
         let outcome = store
             .provision_member(
@@ -74,9 +125,11 @@ fn fixture() -> Fixture {
             created_at: Timestamp::now(),
         };
         let record = store.insert_key(new, &AuditContext::admin_cli()).await.expect("insert");
-        (state, key.expose().to_owned(), record.id)
+        let (token, grant_key) = grant_token(&store, &outcome.tenant.id, &outcome.user.id).await;
+        (state, key.expose().to_owned(), record.id, token, grant_key)
     });
-    Fixture { runtime, state, key, key_id, _dir: dir }
+    let (state, key, key_id, token, grant_key) = (state.0, state.1, state.2, state.3, state.4);
+    Fixture { runtime, state, key, key_id, token, grant_key, _dir: dir }
 }
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
@@ -155,6 +208,36 @@ fn bench_verify(c: &mut Criterion) {
     // Warm the cache once.
     let _ = warm_loop(&fx, 1);
     group.bench_function("warm_cache", |b| b.iter_custom(|iters| warm_loop(&fx, iters)));
+
+    group.bench_function("oauth_token_cold", |b| {
+        b.iter_custom(|iters| {
+            let verifier = fx.state.verifier.clone();
+            let (token, id) = (fx.token.clone(), fx.grant_key.clone());
+            fx.runtime.block_on(async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    verifier.forget_key(&id);
+                    let start = Instant::now();
+                    std::hint::black_box(verifier.verify_token(&token, CLIENT).await.expect("verifies"));
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    });
+    group.bench_function("oauth_token_warm", |b| {
+        b.iter_custom(|iters| {
+            let verifier = fx.state.verifier.clone();
+            let token = fx.token.clone();
+            fx.runtime.block_on(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(verifier.verify_token(&token, CLIENT).await.expect("verifies"));
+                }
+                start.elapsed()
+            })
+        });
+    });
 
     for (name, many) in
         [("warm_during_unknown_key_flood_one_client", false), ("warm_during_unknown_key_flood_many_clients", true)]

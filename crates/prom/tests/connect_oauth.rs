@@ -36,6 +36,9 @@ struct Connect {
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
     stderr: Arc<Mutex<String>>,
+    /// Collects stderr until the process closes it: awaited after an exit, so that the last
+    /// lines are in before a test reads them.
+    collecting: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Connect {
@@ -57,7 +60,7 @@ impl Connect {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let collected = stderr.clone();
-        tokio::spawn(async move {
+        let collecting = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let mut text = collected.lock().unwrap();
                 text.push_str(&line);
@@ -66,7 +69,7 @@ impl Connect {
         });
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self { child, stdin, stdout, stderr }
+        Self { child, stdin, stdout, stderr, collecting: Some(collecting) }
     }
 
     fn stderr(&self) -> String {
@@ -136,12 +139,23 @@ impl Connect {
     async fn close(mut self) -> Option<i32> {
         drop(self.stdin.take());
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits").unwrap();
+        self.drain_stderr().await;
         status.code()
+    }
+
+    /// Waits until every line the exited process wrote to stderr is collected.
+    async fn drain_stderr(&mut self) {
+        if let Some(collecting) = self.collecting.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), collecting).await;
+        }
     }
 
     async fn exit_code(&mut self) -> Option<i32> {
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
-        status.unwrap_or_else(|_| panic!("prom connect did not exit; stderr:\n{}", self.stderr())).unwrap().code()
+        let code =
+            status.unwrap_or_else(|_| panic!("prom connect did not exit; stderr:\n{}", self.stderr())).unwrap().code();
+        self.drain_stderr().await;
+        code
     }
 }
 

@@ -228,3 +228,33 @@ async fn concurrent_paid_calls_under_one_grant_never_pass_its_cap() {
         app.state.charges.budget(&tenant, &prom_core::service::ServiceSlug::parse("paid").expect("slug")).await;
     assert_eq!(budget.expect("budget").held, Amount::ZERO);
 }
+
+#[tokio::test]
+async fn a_client_configured_by_the_operator_is_named_as_such_and_held_to_its_redirect_uris() {
+    let app = TestApp::spawn_with(|config| {
+        config.oauth.clients = vec![prom_server::oauth::ConfiguredClient {
+            client_id: "acme-desktop".into(),
+            client_name: "Acme Desktop".into(),
+            redirect_uris: vec!["http://127.0.0.1:40000/cb".into()],
+        }];
+    })
+    .await;
+    let owner = app.with_owner("acme").await;
+    paid_service(&app, &owner, "paid").await;
+    let agent = crate::oauth::Agent {
+        client_id: "acme-desktop".into(),
+        redirect_uri: "http://127.0.0.1:40000/cb".into(),
+        verifier: "c".repeat(50),
+    };
+    let browser = Browser::of(&app, &owner);
+    let query = authorize_query(&agent, &resource(&app, "paid"), &[]);
+    let page = browser.get(&format!("/app/connect?{query}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains("Acme Desktop") && page.html.contains("listed by this server"), "{}", page.html);
+    let tokens = connect(&app, &owner, &agent, &resource(&app, "paid"), "100").await;
+    assert_eq!(call_with(&app, "paid", tokens["access_token"].as_str().expect("access"), 1).await.0, StatusCode::OK);
+    let query = authorize_query(&agent, &resource(&app, "paid"), &[("redirect_uri", "http://127.0.0.1:40000/other")]);
+    let page = browser.get(&format!("/oauth/authorize?{query}")).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.headers.get(LOCATION).is_none());
+}
