@@ -359,3 +359,41 @@ async fn denial_and_members_who_may_not_spend() {
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
     assert!(refused.headers.get(LOCATION).is_none());
 }
+
+#[tokio::test]
+async fn the_revocation_endpoint_revokes_an_access_token_or_a_whole_grant() {
+    let app = TestApp::spawn().await;
+    let owner = app.with_owner("acme").await;
+    paid_service(&app, &owner, "paid").await;
+    let agent = register_agent(&app).await;
+
+    // An access token alone: it stops at once; its refresh token still works.
+    let tokens = connect(&app, &owner, &agent, &resource(&app, "paid"), "1000").await;
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(call_with(&app, "paid", &access, 1).await.0, StatusCode::OK);
+    assert_eq!(revoke_at(&app, &access, &agent.client_id).await, StatusCode::OK);
+    assert_eq!(call_with(&app, "paid", &access, 2).await.0, StatusCode::UNAUTHORIZED);
+    let (status, renewed) = refresh(&app, &agent, tokens["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+
+    // A refresh token: the whole grant goes.
+    let access = renewed["access_token"].as_str().expect("access").to_owned();
+    let refresh_token = renewed["refresh_token"].as_str().expect("rt").to_owned();
+    assert_eq!(revoke_at(&app, &refresh_token, &agent.client_id).await, StatusCode::OK);
+    assert_eq!(call_with(&app, "paid", &access, 3).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&app, &agent, &refresh_token).await.0, StatusCode::BAD_REQUEST);
+    assert!(actions(&owner.audit("").await).contains(&"oauth.revoke"));
+
+    // Unknown tokens are answered like known ones (RFC 7009 §2.2).
+    assert_eq!(revoke_at(&app, &format!("prom_rt_{}", "0".repeat(64)), &agent.client_id).await, StatusCode::OK);
+    assert_eq!(revoke_at(&app, "garbage", &agent.client_id).await, StatusCode::OK);
+}
+
+/// `POST /oauth/revoke` (RFC 7009) for `token`, as its client.
+async fn revoke_at(app: &TestApp, token: &str, client_id: &str) -> StatusCode {
+    let request = app
+        .client
+        .request(reqwest::Method::POST, "/oauth/revoke", Cred::None)
+        .form(&[("token", token), ("client_id", client_id)]);
+    app.client.send(request).await.status
+}
