@@ -17,6 +17,7 @@ mod logging;
 pub mod metrics;
 pub mod money;
 pub mod oauth;
+pub mod origin;
 pub mod redact;
 pub mod state;
 pub mod usage;

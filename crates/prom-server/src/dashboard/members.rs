@@ -10,7 +10,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use prom_core::access::Role;
@@ -21,8 +21,9 @@ use serde::Deserialize;
 
 use super::page::{Chrome, Nav, PageError, render, render_status};
 use super::setup::mint_password_link;
-use super::viewer::{Posted, Viewer, over_tls};
+use super::viewer::{Posted, Viewer};
 use crate::error::ApiError;
+use crate::origin::base_url;
 use crate::state::AppState;
 
 /// How long an invitation or a new password link works.
@@ -167,16 +168,6 @@ async fn find_member(state: &AppState, viewer: &Viewer, raw: &str) -> Result<Mem
     let user = UserId::parse(raw).ok_or_else(gone)?;
     let members = state.store.list_members(viewer.principal.tenant_id()).await?;
     members.into_iter().find(|m| m.user_id == user).ok_or_else(gone)
-}
-
-/// The address people reach this server at, for links an admin sends on.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
-    let scheme = if over_tls(state, headers) { "https" } else { "http" };
-    format!("{scheme}://{host}")
 }
 
 /// Makes a password link for `user` and the page that shows it (once).

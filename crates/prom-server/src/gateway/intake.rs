@@ -22,6 +22,7 @@ use super::watch::{HeldCharge, Watch};
 use super::{MCP_PROTOCOL_VERSION, rpc, rpc_error};
 use crate::auth::AgentPrincipal;
 use crate::error::ApiError;
+use crate::origin::base_url;
 use crate::state::AppState;
 use crate::usage::KeyUser;
 
@@ -188,11 +189,6 @@ fn cancel_by_upstream_id(state: &AppState, scope: &CallScope, envelope: &Envelop
         }
         None => bytes,
     }
-}
-
-/// This server's base URL as the agent reaches it.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    crate::oauth::base_url(state, headers)
 }
 
 /// Where the agent's person manages the allowance for `service`.

@@ -74,17 +74,8 @@ struct Checked {
     request: AuthRequest,
 }
 
-/// Reads a query with each parameter at most once (a repeated one is refused, not guessed at).
 fn parse_query(raw: Option<&str>) -> Result<AuthRequest, String> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|_| "the request's parameters are garbled")?;
-    let mut seen = std::collections::HashSet::new();
-    for (name, _) in &pairs {
-        if !seen.insert(name.as_str()) {
-            return Err(format!("the parameter {name:?} was given more than once"));
-        }
-    }
-    serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|_| "the request's parameters are garbled".into())
+    super::parse_once(raw.unwrap_or_default().as_bytes())
 }
 
 async fn check(state: &AppState, headers: &HeaderMap, request: AuthRequest) -> Result<Checked, Failure> {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use self::clients::ClientCache;
+pub use crate::origin::base_url;
 use crate::state::AppState;
 
 /// The one scope: what an API key's `agent:connect` allows, for one service.
@@ -66,16 +67,16 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth/revoke", post(token::revoke))
 }
 
-/// This server's base URL (the issuer): the configured public URL, else what the client
-/// reached (a loopback development server).
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1:7070");
-            format!("http://{host}")
-        }
+/// Reads urlencoded parameters (a query or a form body), each at most once: a repeated one is
+/// refused rather than guessed at (RFC 6749 §3.1, §3.2).
+fn parse_once<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    let garbled = || "the parameters are garbled: send them urlencoded".to_owned();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(raw).map_err(|_| garbled())?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some((name, _)) = pairs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
+        return Err(format!("the parameter {name:?} was given more than once"));
     }
+    serde_urlencoded::from_bytes(raw).map_err(|_| garbled())
 }
 
 /// A service's canonical MCP URL: the resource its tokens are bound to.

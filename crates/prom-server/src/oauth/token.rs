@@ -40,15 +40,8 @@ struct TokenRequest {
     token: Option<String>,
 }
 
-/// Reads a form body, each parameter at most once.
 fn read_form(body: &[u8]) -> Result<TokenRequest, OAuthError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|_| OAuthError::invalid_request("send the parameters as an application/x-www-form-urlencoded body"))?;
-    let mut seen = std::collections::HashSet::new();
-    if let Some((name, _)) = pairs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
-        return Err(OAuthError::invalid_request(format!("the parameter {name:?} was given more than once")));
-    }
-    serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::invalid_request("the parameters are garbled"))
+    super::parse_once(body).map_err(OAuthError::invalid_request)
 }
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthError> {

@@ -5,7 +5,7 @@
 //! What goes into them is checked first: the service is a valid slug (or a placeholder) and the
 //! host is a host name, so nothing typed can break out of a JSON string or a shell quote.
 
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use prom_core::service::ServiceSlug;
 use serde_json::json;
 
@@ -27,17 +27,7 @@ impl Target {
     /// The configured public URL, else the address the person reached us at; the service asked
     /// for, else the first one registered, else a placeholder.
     pub async fn resolve(state: &AppState, headers: &HeaderMap, requested: &str) -> Result<Self, PageError> {
-        let base = match &state.config.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let host = headers
-                    .get(header::HOST)
-                    .and_then(|value| value.to_str().ok())
-                    .filter(|host| is_host(host))
-                    .unwrap_or("127.0.0.1:7070");
-                format!("http://{host}")
-            }
-        };
+        let base = crate::origin::base_url(state, headers);
         let service = if ServiceSlug::parse(requested).is_ok() {
             requested.to_owned()
         } else {
@@ -55,12 +45,6 @@ impl Target {
 }
 
 /// A `Host` header worth echoing into a snippet: a name or address and a port, nothing else.
-fn is_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-}
-
 /// What the reveal panel shows. Holds the key in clear (its `Debug` leaves it out): it exists
 /// only for the one response that renders it.
 pub struct Reveal {
@@ -126,20 +110,5 @@ impl Reveal {
             curl,
             typescript,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_host_names_are_echoed() {
-        assert!(is_host("127.0.0.1:7070"));
-        assert!(is_host("[::1]:8080"));
-        assert!(is_host("prometheus.example.com"));
-        assert!(!is_host("evil.example'; rm -rf /"));
-        assert!(!is_host("a b"));
-        assert!(!is_host(""));
     }
 }

@@ -20,6 +20,7 @@ use crate::api::allowance::{AllowanceView, SetAllowanceRequest, get_allowance};
 use crate::dashboard::page::{Chrome, Nav, PageError, render_status};
 use crate::dashboard::viewer::{Posted, Viewer};
 use crate::error::ApiError;
+use crate::origin::base_url;
 use crate::state::AppState;
 
 /// How long the page waits for a tool list it has not read yet.
@@ -76,11 +77,6 @@ struct ServicePage {
     /// The allowance could not be read.
     allowance_error: Option<String>,
     form: AllowanceForm,
-}
-
-/// Where people and agents reach this server: the configured public URL, else this request's host.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    crate::oauth::base_url(state, headers)
 }
 
 /// The three ways to connect: an MCP host's `mcpServers` entry, curl, the TypeScript SDK.
